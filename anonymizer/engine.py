@@ -1,0 +1,96 @@
+"""The engine: a configuration compiled once, applied to one resource at a time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from anonymizer import jsonio
+from anonymizer.config import Configuration, build_configuration, parse_json, read_configuration_text
+from anonymizer.errors import InvalidInputError, ProcessingError
+from anonymizer.labels import empty_resource
+from anonymizer.methods import load_methods
+from anonymizer.methods.base import ResourceState
+from anonymizer.plan import ResourcePlanBuilder, compile_rules
+from anonymizer.r4.compartment import patient_id_of
+from anonymizer.walker import Walk
+
+ENGINE_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Feeds the `file` and `folder` date-shift scopes."""
+
+    file_name: str | None = None
+    folder_name: str | None = None
+
+
+class Engine:
+    def __init__(self, config: Configuration) -> None:
+        load_methods()
+        self.config = config
+        self.parameters = config.parameters
+        self.rules = compile_rules(config.rules, config.parameters)
+        self._plans: dict[str, ResourcePlanBuilder] = {}
+        self._patient_scope = config.parameters.date_shift_scope == "patient"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, keys: Mapping[str, str] | None = None,
+                  allow_random_keys: bool = False, reference_date: date | None = None) -> Engine:
+        return cls.from_dict(read_configuration_text(path), keys=keys,
+                             allow_random_keys=allow_random_keys, reference_date=reference_date)
+
+    @classmethod
+    def from_dict(cls, config: Any, *, keys: Mapping[str, str] | None = None,
+                  allow_random_keys: bool = False, reference_date: date | None = None) -> Engine:
+        if isinstance(config, str):
+            config = parse_json(config)
+        return cls(build_configuration(config, keys=keys, allow_random_keys=allow_random_keys,
+                                       reference_date=reference_date))
+
+    @property
+    def reference_date(self) -> date:
+        return self.parameters.reference_date
+
+    def plan_for(self, resource_type: str) -> ResourcePlanBuilder:
+        plan = self._plans.get(resource_type)
+        if plan is None:
+            applicable = [rule for rule in self.rules if rule.applies_to(resource_type)]
+            plan = ResourcePlanBuilder(resource_type, applicable)
+            self._plans[resource_type] = plan
+        return plan
+
+    def anonymize(self, resource: dict, context: Context | None = None) -> dict:
+        """Anonymize one resource (a Bundle or a resource with contained ones included)."""
+        state = ResourceState()
+        if context is not None:
+            state.file_name = context.file_name
+            state.folder_name = context.folder_name
+        if self._patient_scope and type(resource) is dict:
+            state.patient_id = patient_id_of(resource)
+        try:
+            return Walk(self.plan_for, state).resource(resource)
+        except ProcessingError:
+            if self.config.processing_errors == "skip":
+                return empty_resource(resource["resourceType"])
+            raise
+
+    def anonymize_json(self, text: str | bytes, context: Context | None = None, *,
+                       pretty: bool = False) -> str:
+        """JSON text in, JSON text out (compact, or pretty as the reference's JSON mode)."""
+        try:
+            resource = jsonio.loads(text)
+        except ValueError:
+            raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_json") from None
+        result = self.anonymize(resource, context)
+        dump = jsonio.dumps_pretty if pretty else jsonio.dumps_compact
+        return dump(result).decode("utf-8")
+
+
+def is_empty_resource(resource: dict) -> bool:
+    """The reference's "empty element": only resourceType and meta (what `skip` produces)."""
+    return set(resource) <= {"resourceType", "meta"}

@@ -1,0 +1,64 @@
+"""Reading configuration JSON the way the reference's Newtonsoft parser does: a leading BOM,
+comments and trailing commas are accepted; duplicate property names are an error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"duplicate property {key!r}")
+        out[key] = value
+    return out
+
+
+def strip_comments_and_trailing_commas(text: str) -> str:
+    """Remove // and /* */ comments and commas that precede } or ], outside strings."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    pending_comma: int | None = None  # index in `out` of a comma that may be trailing
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i : j + 1])
+            pending_comma = None
+            i = j + 1
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif ch in "}]":
+            if pending_comma is not None:
+                out[pending_comma] = ""
+            pending_comma = None
+            out.append(ch)
+            i += 1
+        elif ch == ",":
+            pending_comma = len(out)
+            out.append(ch)
+            i += 1
+        else:
+            if not ch.isspace():
+                pending_comma = None
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def loads(text: str) -> Any:
+    """Parse lenient JSON text; raises ValueError (json.JSONDecodeError or DuplicateKeyError)."""
+    text = text.removeprefix("\ufeff")
+    return json.loads(strip_comments_and_trailing_commas(text), object_pairs_hook=_no_duplicates)

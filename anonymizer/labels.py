@@ -1,0 +1,75 @@
+"""Security labels and the reference's rewrite of `meta` (reference section 3.8)."""
+
+from __future__ import annotations
+
+import re
+
+from anonymizer.errors import AnonymizerError
+from anonymizer.methods.base import (
+    ABSTRACT,
+    CRYPTOHASH,
+    ENCRYPT,
+    GENERALIZE,
+    PERTURB,
+    REDACT,
+    SUBSTITUTE,
+)
+
+_V3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+# In the order the reference appends them.
+LABELS = (
+    (REDACT, {"system": _V3, "code": "REDACTED", "display": "redacted"}),
+    (ABSTRACT, {"system": _V3, "code": "ABSTRED", "display": "abstracted"}),
+    (CRYPTOHASH, {"system": _V3, "code": "CRYTOHASH", "display": "cryptographic hash function"}),
+    (ENCRYPT, {"system": _V3, "code": "MASKED", "display": "masked"}),
+    (PERTURB, {"code": "PERTURBED", "display": "exact value is replaced with another exact value"}),
+    (SUBSTITUTE, {"code": "SUBSTITUTED", "display": "exact value is replaced with a predefined value"}),
+    (GENERALIZE, {"code": "GENERALIZED", "display": "exact value is replaced with a general value"}),
+)
+META_ORDER = ("id", "extension", "versionId", "lastUpdated", "source", "profile", "security", "tag")
+
+_INSTANT = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?)?)?"
+    r"(Z|[+-]\d{2}:\d{2})?",
+    re.ASCII,
+)
+
+
+def empty_resource(resource_type: str) -> dict:
+    """What `processingErrors: skip` leaves of a resource."""
+    return {"resourceType": resource_type, "meta": {"security": [dict(LABELS[0][1])]}}
+
+
+def format_last_updated(value: str) -> str:
+    """The value as .NET's DateTimeOffset prints it: `yyyy-MM-ddTHH:mm:ss[.FFFFFFF]zzz`."""
+    m = _INSTANT.fullmatch(value)
+    if m is None:
+        raise AnonymizerError(
+            "meta.lastUpdated is no longer an instant after anonymization (the reference fails "
+            "here too): let no rule other than dateShift or redact reach it"
+        )
+    year, month, day, hour, minute, second, fraction, offset = m.groups()
+    text = f"{year}-{month or '01'}-{day or '01'}T{hour or '00'}:{minute or '00'}:{second or '00'}"
+    fraction = (fraction or "")[:7].rstrip("0")
+    if fraction:
+        text += "." + fraction
+    return text + ("+00:00" if offset in (None, "Z") else offset)
+
+
+def add_security_labels(resource: dict, ops: set[str]) -> None:
+    meta = resource.get("meta")
+    security = list(meta.get("security", ())) if meta else []
+    present = {str(c.get("code", "")).lower() for c in security if isinstance(c, dict)}
+    for op, coding in LABELS:
+        if op in ops and coding["code"].lower() not in present:
+            security.append(dict(coding))
+    rebuilt: dict = {}
+    source = dict(meta or {})
+    source["security"] = security
+    if "lastUpdated" in source:
+        source["lastUpdated"] = format_last_updated(source["lastUpdated"])
+    for name in META_ORDER:
+        for key in (name, "_" + name):
+            if key in source:
+                rebuilt[key] = source[key]
+    resource["meta"] = rebuilt  # in place if it existed, appended last otherwise

@@ -1,0 +1,112 @@
+"""dateShift: moves dates by a per-resource (or per-file, -folder, -patient) offset and zeroes the
+time of day; dates without a day, or over the age limit, fall back to partial redaction
+(reference section 4.3). The offset formula is the reference's; the `patient` scope is ours."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date, timedelta
+
+from anonymizer.methods.base import PERTURB, REDACT, Method, PrimitiveAction, ResourceState
+from anonymizer.methods.dates import (
+    DATE_TYPES,
+    older_than_limit,
+    pattern_for,
+    redact_partial,
+    zero_time,
+)
+from anonymizer.r4.model import Element
+
+_MODULUS = 101
+_BASE = 131
+
+
+def _fold(data: bytes, start: int = 0) -> int:
+    value = start
+    for byte in data:
+        value = (value * _BASE + byte) % _MODULUS
+    return value
+
+
+class DateShiftOffsets:
+    """The reference's offset: o = fold(UTF-8(prefix + key)) with o = (o*131 + b) % 101, minus 50.
+    The fold is linear, so the key's part is computed once: fold(p + k) = fold(p)*131^len(k) +
+    fold(k) (mod 101)."""
+
+    def __init__(self, key: str) -> None:
+        key_bytes = key.encode("utf-8")
+        self._key_part = _fold(key_bytes)
+        self._scale = pow(_BASE, len(key_bytes), _MODULUS)
+        self._cache: dict[str, int] = {}
+
+    def offset(self, prefix: str) -> int:
+        found = self._cache.get(prefix)
+        if found is None:
+            folded = (_fold(prefix.encode("utf-8")) * self._scale + self._key_part) % _MODULUS
+            found = folded - 50
+            if len(self._cache) < 65536:
+                self._cache[prefix] = found
+        return found
+
+
+def patient_offset(key: str, patient_id: str, days: int) -> int:
+    """Our `patient` scope: HMAC-SHA256(key, "patient:" + id) mapped onto +-days, never 0."""
+    digest = hmac.digest(key.encode("utf-8"), f"patient:{patient_id}".encode(), hashlib.sha256)
+    slot = int.from_bytes(digest[:8], "big") % (2 * days)
+    return slot - days if slot < days else slot - days + 1
+
+
+class DateShiftMethod(Method):
+    name = "dateShift"
+
+    def __init__(self, rule: dict, parameters, rule_index: int) -> None:
+        super().__init__(rule, parameters, rule_index)
+        self._offsets = DateShiftOffsets(parameters.date_shift_key or "")
+        # Whether the root id this rule sees was already rewritten by an earlier rule is decided
+        # by the plan (it knows which rule reaches the root's id); it sets this flag per resource
+        # type through `offset_for`.
+
+    def offset_for(self, state: ResourceState, id_rewritten: bool) -> int:
+        params = self.parameters
+        if params.date_shift_fixed_offset is not None:
+            return params.date_shift_fixed_offset
+        scope = params.date_shift_scope
+        if scope == "patient" and state.patient_id is not None:
+            return patient_offset(params.date_shift_key, state.patient_id, params.date_shift_range)
+        prefix = ""
+        if scope == "file":
+            prefix = state.file_name or ""
+        elif scope == "folder":
+            prefix = state.folder_name or ""
+        if not prefix:
+            prefix = state.root_id_out if id_rewritten or not state.is_root else state.root_id_raw
+        return self._offsets.offset(prefix)
+
+    def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
+        return None  # the plan asks `date_action`, which needs to know about the root id
+
+    def date_action(self, element: Element, id_rewritten: bool) -> PrimitiveAction | None:
+        if element.type_name not in DATE_TYPES:
+            return None
+        pattern = pattern_for(element.type_name)
+        is_date = element.type_name == "date"
+        params = self.parameters
+        reference_date = params.reference_date
+        partial = params.partial_dates
+
+        def shift(value: str, state: ResourceState) -> str | None:
+            match = pattern.search(value)
+            if match is not None and match[7] is not None:
+                year, month, day = int(match[1]), int(match[5]), int(match[7])
+                if not older_than_limit(reference_date, year, month, day):
+                    days = self.offset_for(state, id_rewritten)
+                    shifted = (date(year, month, day) + timedelta(days=days)).isoformat()
+                    state.ops.add(PERTURB)
+                    if not is_date and match[8]:
+                        return shifted + zero_time(match[8])
+                    return shifted
+            state.ops.add(REDACT)
+            return redact_partial(match, value, reference_date) if partial else None
+
+        return shift

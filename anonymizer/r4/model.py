@@ -1,0 +1,155 @@
+"""The FHIR R4 (4.0.1) element model, read from maintained libraries.
+
+Element types come from fhirpathpy's R4 model (`path2Type`, `pathsDefinedElsewhere`); which elements
+exist, repeat, are choices or are backbone elements comes from fhirclient 4.x's generated classes
+(FHIR 4.0.1). Only the FHIR typing of three System.String elements comes from a generated table.
+Types are built lazily, once per process, and cached.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import fhirpathpy
+
+from anonymizer.r4._generated import SYSTEM_STRING_TYPES
+
+PRIMITIVE = 0
+COMPLEX = 1
+RESOURCE = 2
+
+PRIMITIVE_TYPES = frozenset(
+    "base64Binary boolean canonical code date dateTime decimal id instant integer markdown oid "
+    "positiveInt string time unsignedInt uri url uuid xhtml".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One JSON property of a complex type: `valueQuantity` is element `value` of type `Quantity`."""
+
+    name: str
+    json_key: str
+    type_name: str
+    is_list: bool
+    kind: int
+    complex_key: str | None  # key of the ComplexType describing its children (COMPLEX only)
+
+
+@dataclass(slots=True)
+class ComplexType:
+    key: str  # 'HumanName', 'Patient' or a backbone path such as 'Patient.contact'
+    type_name: str  # the node type the reference reports: 'HumanName', 'Patient', 'BackboneElement'
+    elements: dict[str, Element] = field(default_factory=dict)
+    names: frozenset[str] = frozenset()  # base element names
+
+
+def _model_file(name: str) -> dict:
+    path = Path(fhirpathpy.__file__).parent / "models" / "r4" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+_PATH2TYPE: dict[str, str] = _model_file("path2Type")
+_DEFINED_ELSEWHERE: dict[str, str] = _model_file("pathsDefinedElsewhere")
+_TYPE2PARENT: dict[str, str] = _model_file("type2Parent")
+
+
+def _ancestors(type_name: str) -> list[str]:
+    out = []
+    while type_name in _TYPE2PARENT:
+        type_name = _TYPE2PARENT[type_name]
+        out.append(type_name)
+    return out
+
+
+RESOURCE_TYPES: frozenset[str] = frozenset(
+    t for t in _TYPE2PARENT if "Resource" in _ancestors(t) and t != "DomainResource"
+)
+
+# The reference's element typing for inherited ids and extension urls (see _generated.py).
+_RESOURCE_ID = SYSTEM_STRING_TYPES["Resource.id"]
+_ELEMENT_ID = SYSTEM_STRING_TYPES["Element.id"]
+_EXTENSION_URL = SYSTEM_STRING_TYPES["Extension.url"]
+
+
+def _fhirclient_class(type_name: str) -> type:
+    module = importlib.import_module(f"fhirclient.models.{type_name.lower()}")
+    return getattr(module, type_name)
+
+
+def _element_type(owner_key: str, json_key: str, is_resource: bool) -> str | None:
+    fhir_type = _PATH2TYPE.get(f"{owner_key}.{json_key}")
+    if fhir_type == "System.String":
+        if json_key == "id":
+            return _RESOURCE_ID if is_resource else _ELEMENT_ID
+        return _EXTENSION_URL
+    return fhir_type
+
+
+_TYPES: dict[str, ComplexType] = {}
+_CLASSES: dict[str, type] = {}
+
+
+def complex_type(key: str) -> ComplexType:
+    """The children of a complex type, a resource or a backbone element (by definition key)."""
+    found = _TYPES.get(key)
+    if found is None:
+        found = _build(key)
+        _TYPES[key] = found
+    return found
+
+
+def _build(key: str) -> ComplexType:
+    is_resource = key in RESOURCE_TYPES
+    if "." in key:
+        if key not in _CLASSES:  # a backbone element: its owner declares its class
+            complex_type(key.rsplit(".", 1)[0])
+        cls = _CLASSES[key]
+        type_name = "BackboneElement"
+    else:
+        cls = _fhirclient_class(key)
+        type_name = key
+    ctype = ComplexType(key=key, type_name=type_name)
+    for _, json_key, py_type, is_list, of_many, _required in cls().elementProperties():
+        name = of_many or json_key
+        fhir_type = _element_type(key, json_key, is_resource)
+        if fhir_type == "Resource":
+            element = Element(name, json_key, "Resource", is_list, RESOURCE, None)
+        elif fhir_type in PRIMITIVE_TYPES:
+            element = Element(name, json_key, fhir_type, is_list, PRIMITIVE, None)
+        elif fhir_type is None:  # a backbone element: its own definition path
+            child_key = f"{key}.{json_key}"
+            child_key = _DEFINED_ELSEWHERE.get(child_key, child_key)
+            _CLASSES.setdefault(child_key, py_type)
+            element = Element(name, json_key, "BackboneElement", is_list, COMPLEX, child_key)
+        else:
+            element = Element(name, json_key, fhir_type, is_list, COMPLEX, fhir_type)
+        ctype.elements[json_key] = element
+    ctype.names = frozenset(e.name for e in ctype.elements.values())
+    return ctype
+
+
+# The children a primitive may carry in its `_x` shadow object.
+PRIMITIVE_SHADOW = ComplexType(
+    key="Element",
+    type_name="Element",
+    elements={
+        "id": Element("id", "id", _ELEMENT_ID, False, PRIMITIVE, None),
+        "extension": Element("extension", "extension", "Extension", True, COMPLEX, "Extension"),
+    },
+    names=frozenset({"id", "extension"}),
+)
+
+
+def is_resource_type(name: object) -> bool:
+    return isinstance(name, str) and name in RESOURCE_TYPES
+
+
+@cache
+def element_names_of_type(type_name: str) -> frozenset[str]:
+    """Base element names of a complex type (for `validate`'s path checks)."""
+    return complex_type(type_name).names

@@ -1,0 +1,172 @@
+"""Parsing and normalising FHIR primitive values the way the reference's Firely parser does.
+
+Each normaliser takes the JSON value and returns the value to keep (strings trimmed with .NET's
+whitespace set, booleans and integers given as strings converted), or None when Firely would drop
+the property (an empty or whitespace-only string). A value that does not parse as its type raises
+InvalidInputError; the message names the type, never the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from anonymizer.errors import InvalidInputError
+
+# .NET String.Trim() removes Unicode White_Space per char.IsWhiteSpace; Python's str.strip() would
+# also strip U+001C..U+001F, so the set is explicit.
+NET_WHITESPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+_OFFSET = r"(Z|[+-]\d{2}:\d{2})?"
+DATE_RE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?" + _OFFSET, re.ASCII)
+DATETIME_RE = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:\.\d+)?)?)?)?)?)?" + _OFFSET,
+    re.ASCII,
+)
+TIME_RE = re.compile(r"(\d{2})(?::(\d{2})(?::(\d{2})(?:\.\d+)?)?)?" + _OFFSET, re.ASCII)
+_INT_RE = re.compile(r"[+-]?\d+", re.ASCII)
+_DECIMAL_RE = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?", re.ASCII)
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _bad(type_name: str) -> InvalidInputError:
+    return InvalidInputError(f"The input FHIR resource is invalid: a {type_name} value does not parse")
+
+
+def trim(value: str) -> str:
+    return value.strip(NET_WHITESPACE)
+
+
+def _string(value: object) -> str | None:
+    if type(value) is not str:
+        raise _bad("string")
+    value = value.strip(NET_WHITESPACE)
+    return value or None
+
+
+def _boolean(value: object) -> bool | None:
+    if type(value) is bool:
+        return value
+    if type(value) is str:
+        text = value.strip(NET_WHITESPACE)
+        if text == "true":
+            return True
+        if text == "false":
+            return False
+        if not text:
+            return None
+    raise _bad("boolean")
+
+
+def _integer(value: object) -> int | None:
+    if type(value) is int:
+        number = value
+    elif type(value) is str:
+        text = value.strip(NET_WHITESPACE)
+        if not text:
+            return None
+        if not _INT_RE.fullmatch(text):
+            raise _bad("integer")
+        number = int(text)
+    else:
+        raise _bad("integer")
+    if not _INT32[0] <= number <= _INT32[1]:
+        raise _bad("integer")
+    return number
+
+
+def _decimal(value: object) -> object:
+    kind = type(value)
+    if kind is int or kind is float or kind is Decimal:
+        return value
+    if kind is str:
+        text = value.strip(NET_WHITESPACE)
+        if not text:
+            return None
+        if not _DECIMAL_RE.fullmatch(text):
+            raise _bad("decimal")
+        try:
+            return Decimal(text)
+        except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid text
+            raise _bad("decimal") from exc
+    raise _bad("decimal")
+
+
+def _valid_calendar(year: str, month: str | None, day: str | None) -> bool:
+    if month is None:
+        return True
+    try:
+        date(int(year), int(month), int(day or 1))
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_time(hour: str | None, minute: str | None, second: str | None) -> bool:
+    return (
+        (hour is None or int(hour) < 24)
+        and (minute is None or int(minute) < 60)
+        and (second is None or int(second) < 60)
+    )
+
+
+def _date(value: object) -> str | None:
+    text = _string(value)
+    if text is None:
+        return None
+    m = DATE_RE.fullmatch(text)
+    if m is None or not _valid_calendar(m[1], m[2], m[3]):
+        raise _bad("date")
+    return text
+
+
+def _datetime(value: object) -> str | None:
+    text = _string(value)
+    if text is None:
+        return None
+    m = DATETIME_RE.fullmatch(text)
+    if m is None or not _valid_calendar(m[1], m[2], m[3]) or not _valid_time(m[4], m[5], m[6]):
+        raise _bad("dateTime")
+    return text
+
+
+def _time(value: object) -> str | None:
+    text = _string(value)
+    if text is None:
+        return None
+    m = TIME_RE.fullmatch(text)
+    if m is None or not _valid_time(m[1], m[2], m[3]):
+        raise _bad("time")
+    return text
+
+
+_STRING_TYPES = (
+    "base64Binary canonical code id markdown oid string uri url uuid xhtml".split()
+)
+
+NORMALIZERS: dict[str, Callable[[object], object]] = {
+    **{name: _string for name in _STRING_TYPES},
+    "boolean": _boolean,
+    "integer": _integer,
+    "positiveInt": _integer,
+    "unsignedInt": _integer,
+    "decimal": _decimal,
+    "date": _date,
+    "dateTime": _datetime,
+    "instant": _datetime,
+    "time": _time,
+}
+
+
+def value_text(value: object) -> str:
+    """`Value.ToString()` of a node value as .NET prints it (booleans capitalised)."""
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    return str(value)

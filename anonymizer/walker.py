@@ -1,0 +1,247 @@
+"""Applying a compiled plan to one resource: resource dict in, new resource dict out.
+
+The walk builds the output as it goes: values are parsed and normalised as the reference's Firely
+parser does (strict types, trimmed strings, empty values dropped), the winning rule's action is
+applied where the plan says so, and empty objects and arrays vanish. Nested resources (contained,
+Bundle entries) are walked with their own type's plan after their container's rules decided the
+container's nodes, as the reference orders it; their operations bubble up to the container.
+"""
+
+from __future__ import annotations
+
+from itertools import zip_longest
+from typing import TYPE_CHECKING, Any
+
+from anonymizer.errors import InvalidInputError
+from anonymizer.labels import add_security_labels
+from anonymizer.methods.base import ResourceState
+from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
+from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
+from anonymizer.r4.primitives import trim
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_NOT_OBJECT = "The input FHIR resource is invalid: an element that must be an object is not one"
+
+
+class Walk:
+    """One top-level resource's walk."""
+
+    __slots__ = ("plans", "state", "claims")
+
+    def __init__(self, plans: Callable[[str], ResourcePlanBuilder], state: ResourceState) -> None:
+        self.plans = plans
+        self.state = state
+        self.claims: dict[Any, int] | None = None
+
+    # -- resources -----------------------------------------------------------------------------
+    def resource(self, obj: Any, container_name: str | None = None, claimed_by: int | None = None,
+                 claiming: ResourcePlanBuilder | None = None) -> dict:
+        if type(obj) is not dict:
+            raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_object")
+        resource_type = obj.get("resourceType")
+        if not is_resource_type(resource_type):
+            kind = "no_resource_type" if resource_type is None else "unknown_resource_type"
+            raise InvalidInputError("The input FHIR resource JSON is invalid.", kind=kind)
+        builder = self.plans(resource_type)
+        state = self.state
+        outer_ops, outer_claims, outer_is_root = state.ops, self.claims, state.is_root
+        state.ops = set()
+        state.is_root = container_name is None
+        if claimed_by is not None:
+            # A container's rule reached this resource node: its content is the container's.
+            node = claiming.node(builder.root.ctype, frozenset(), (claimed_by, 0), is_resource=True)
+            self.claims = None
+        else:
+            node = builder.root
+            self.claims = self._dynamic_claims(builder, obj) if builder.dynamic_rules else None
+            if builder.root_winner is None and self.claims and id(obj) in self.claims:
+                node = node.with_winner(self.claims[id(obj)])
+        if container_name is None:
+            self._remember_root_id(obj, node)
+        out = self.object(obj, node, {"resourceType": resource_type})
+        ops = state.ops
+        if ops and container_name != "contained" and claimed_by is None:
+            add_security_labels(out, ops)
+        state.ops = outer_ops | ops if container_name is not None else ops
+        self.claims = outer_claims
+        state.is_root = outer_is_root
+        return out
+
+    def _remember_root_id(self, obj: dict, node: PlanNode) -> None:
+        """Date shifting needs the root's id both as written and as the rules leave it."""
+        state = self.state
+        raw = obj.get("id")
+        slot = node["id"]
+        value = slot.normalize(raw) if raw is not None else None
+        state.root_id_raw = value or ""
+        if value is not None and slot.action is not None:
+            value = slot.action(value, state)
+        state.root_id_out = "" if value is None else str(value)
+
+    def _dynamic_claims(self, builder: ResourcePlanBuilder, obj: dict) -> dict[Any, int]:
+        """Nodes matched by rules the plan could not decide, keyed by identity: an object by
+        `id(obj)`, a primitive by (id(parent), json key, index)."""
+        claims: dict[Any, int] = {}
+        for rule in builder.dynamic_rules:
+            for found in rule.evaluate(obj):
+                key = _locate(obj, found.propName or found.path or "")
+                if key is not None and claims.get(key, rule.index + 1) > rule.index:
+                    claims[key] = rule.index
+        return claims
+
+    # -- objects -------------------------------------------------------------------------------
+    def object(self, obj: Any, node: PlanNode, out: dict | None = None) -> dict | None:
+        if type(obj) is not dict:
+            raise InvalidInputError(_NOT_OBJECT)
+        if out is None:
+            out = {}
+        for key, value in obj.items():
+            slot = node[key]
+            kind = slot.kind
+            if kind == PRIMITIVE:
+                self.primitive(obj, key, value, slot, out)
+            elif kind == COMPLEX:
+                self.complex(obj, key, value, slot, out)
+            elif kind == RESOURCE:
+                self.nested(value, slot, out)
+            # resourceType (written first by the caller) and fhir_comments (dropped) remain
+        return out or None
+
+    def complex(self, obj: dict, key: str, value: Any, slot: Slot, out: dict) -> None:
+        if slot.element.is_list:
+            items = value if type(value) is list else [value]
+            results = []
+            for index, item in enumerate(items):
+                result = self.complex_item(obj, key, index, item, slot)
+                if result is not None:
+                    results.append(result)
+            if results:
+                out[key] = results
+        else:
+            if type(value) is list:
+                value = value[0] if value else None  # Firely writes only the first one
+            result = self.complex_item(obj, key, None, value, slot)
+            if result is not None:
+                out[key] = result
+
+    def complex_item(self, obj: dict, key: str, index: int | None, item: Any, slot: Slot) -> Any:
+        if item is None:
+            return None
+        if self.claims and id(item) in self.claims:
+            slot = slot.with_winner(self.claims[id(item)])
+        result = self.object(item, slot.child)
+        if slot.complex_action is not None:
+            result = slot.complex_action(result or {}, self.state) or None
+        return result
+
+    def nested(self, value: Any, slot: Slot, out: dict) -> None:
+        builder = slot.builder
+        items = value if type(value) is list else [value]
+        results = []
+        for item in items:
+            if item is None:
+                continue
+            claimed_by = None
+            if slot.states and type(item) is dict and is_resource_type(item.get("resourceType")):
+                claimed_by = builder.claim_for_nested(slot, item["resourceType"])
+            results.append(self.resource(item, slot.element.name, claimed_by, builder))
+        if results:
+            out[slot.json_key] = results if slot.element.is_list else results[0]
+
+    # -- primitives ----------------------------------------------------------------------------
+    def primitive(self, obj: dict, key: str, value: Any, slot: Slot, out: dict) -> None:
+        main, shadow_key = slot.json_key, slot.shadow_key
+        if key == main:
+            shadow = obj.get(shadow_key)
+            if shadow is not None and _comes_before(obj, shadow_key, main):
+                return  # written when the shadow came
+        else:
+            shadow = value
+            value = obj.get(main)
+            if main in obj and _comes_before(obj, main, shadow_key):
+                return  # written with the value
+        if slot.element.is_list:
+            self.primitive_list(obj, value, shadow, slot, out)
+            return
+        if type(value) is list:
+            value = value[0] if value else None
+        if type(shadow) is list:
+            shadow = shadow[0] if shadow else None
+        result = self.primitive_value(obj, main, None, value, slot)
+        extra = self.object(shadow, slot.shadow) if shadow is not None else None
+        if result is not None:
+            out[main] = result
+        if extra is not None:
+            out[shadow_key] = extra
+
+    def primitive_value(self, obj: dict, key: str, index: int | None, value: Any, slot: Slot) -> Any:
+        if value is None:
+            return None
+        value = slot.normalize(value)
+        if value is None:
+            return None
+        if self.claims:
+            claim = self.claims.get((id(obj), key, index))
+            if claim is not None:
+                slot = slot.with_winner(claim)
+        action = slot.action
+        if action is not None:
+            value = action(value, self.state)
+            if type(value) is str:
+                value = trim(value) or None
+        return value
+
+    def primitive_list(self, obj: dict, values: Any, shadows: Any, slot: Slot, out: dict) -> None:
+        if type(values) is not list:
+            values = [] if values is None else [values]
+        if type(shadows) is not list:
+            shadows = [] if shadows is None else [shadows]
+        kept_values, kept_shadows = [], []
+        for index, (value, shadow) in enumerate(zip_longest(values, shadows)):
+            result = self.primitive_value(obj, slot.json_key, index, value, slot)
+            extra = self.object(shadow, slot.shadow) if shadow is not None else None
+            if result is not None or extra is not None:
+                kept_values.append(result)
+                kept_shadows.append(extra)
+        if any(v is not None for v in kept_values):
+            out[slot.json_key] = kept_values
+        if any(s is not None for s in kept_shadows):
+            out[slot.shadow_key] = kept_shadows
+
+
+def _comes_before(obj: dict, first: str, second: str) -> bool:
+    for key in obj:
+        if key == first:
+            return True
+        if key == second:
+            return False
+    return False
+
+
+def _locate(resource: dict, concrete_path: str) -> Any:
+    """Map fhirpathpy's concrete path (`Patient.name[1].given[0]`, base names for choices) to the
+    identity key the walker checks."""
+    segments = concrete_path.split(".")[1:]
+    if not segments:
+        return id(resource)
+    current: Any = resource
+    for position, segment in enumerate(segments):
+        name, _, rest = segment.partition("[")
+        index = int(rest[:-1]) if rest else None
+        if type(current) is not dict:
+            return None
+        key = name if name in current else next(
+            (k for k in current if k.startswith(name) and k[len(name) : len(name) + 1].isupper()), None
+        )
+        if key is None:
+            return None
+        value = current[key]
+        last = position == len(segments) - 1
+        if type(value) is list:
+            value = value[index or 0] if len(value) > (index or 0) else None
+        if last and type(value) is not dict:
+            return (id(current), key, index)
+        current = value
+    return id(current)
