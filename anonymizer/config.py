@@ -16,7 +16,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ class Parameters:
     partial_zip_codes: bool = False
     restricted_zip_codes: tuple[str, ...] = ()
     custom_settings: dict | None = None
-    reference_date: date = field(default_factory=lambda: datetime.now(timezone.utc).date())
+    reference_date: date = field(default_factory=lambda: datetime.now(UTC).date())
 
     @cached_property
     def _hasher(self):
@@ -237,9 +237,7 @@ def _validate_generalize(rule: dict, path: str) -> None:
             strict_parse(key)
             strict_parse(_net_to_string(value))
         except FhirPathSyntaxError:
-            raise ConfigurationError(
-                f"Invalid cases expression [{key}, {_net_to_string(value)}]"
-            ) from None
+            raise ConfigurationError(f"Invalid cases expression [{key}, {_net_to_string(value)}]") from None
     if "otherValues" in rule:
         other = _net_to_string(rule["otherValues"])
         if other.lower() not in ("redact", "keep"):
@@ -323,8 +321,7 @@ def build_configuration(
         bits = len(parameters.encrypt_key.encode("utf-8")) * 8
         if bits not in (128, 192, 256):
             raise ConfigurationError(
-                f"Invalid encrypt key size : {bits} bits! Please provide key sizes of 128, 192 or "
-                "256 bits."
+                f"Invalid encrypt key size : {bits} bits! Please provide key sizes of 128, 192 or 256 bits."
             )
     for message in warnings:
         log.warning(message)
@@ -368,7 +365,11 @@ def _needed_keys(config: Configuration) -> set[str]:
     return needed
 
 
-_ATTRIBUTES = {"cryptoHashKey": "crypto_hash_key", "dateShiftKey": "date_shift_key", "encryptKey": "encrypt_key"}
+_ATTRIBUTES = {
+    "cryptoHashKey": "crypto_hash_key",
+    "dateShiftKey": "date_shift_key",
+    "encryptKey": "encrypt_key",
+}
 
 
 def _resolve_keys(

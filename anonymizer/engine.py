@@ -30,6 +30,8 @@ class Context:
 
 
 class Engine:
+    version = ENGINE_VERSION
+
     def __init__(self, config: Configuration) -> None:
         load_methods()
         self.config = config
@@ -39,18 +41,37 @@ class Engine:
         self._patient_scope = config.parameters.date_shift_scope == "patient"
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, keys: Mapping[str, str] | None = None,
-                  allow_random_keys: bool = False, reference_date: date | None = None) -> Engine:
-        return cls.from_dict(read_configuration_text(path), keys=keys,
-                             allow_random_keys=allow_random_keys, reference_date=reference_date)
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        keys: Mapping[str, str] | None = None,
+        allow_random_keys: bool = False,
+        reference_date: date | None = None,
+    ) -> Engine:
+        return cls.from_dict(
+            read_configuration_text(path),
+            keys=keys,
+            allow_random_keys=allow_random_keys,
+            reference_date=reference_date,
+        )
 
     @classmethod
-    def from_dict(cls, config: Any, *, keys: Mapping[str, str] | None = None,
-                  allow_random_keys: bool = False, reference_date: date | None = None) -> Engine:
+    def from_dict(
+        cls,
+        config: Any,
+        *,
+        keys: Mapping[str, str] | None = None,
+        allow_random_keys: bool = False,
+        reference_date: date | None = None,
+    ) -> Engine:
         if isinstance(config, str):
             config = parse_json(config)
-        return cls(build_configuration(config, keys=keys, allow_random_keys=allow_random_keys,
-                                       reference_date=reference_date))
+        return cls(
+            build_configuration(
+                config, keys=keys, allow_random_keys=allow_random_keys, reference_date=reference_date
+            )
+        )
 
     @property
     def reference_date(self) -> date:
@@ -79,8 +100,9 @@ class Engine:
                 return empty_resource(resource["resourceType"])
             raise
 
-    def anonymize_json(self, text: str | bytes, context: Context | None = None, *,
-                       pretty: bool = False) -> str:
+    def anonymize_json(
+        self, text: str | bytes, context: Context | None = None, *, pretty: bool = False
+    ) -> str:
         """JSON text in, JSON text out (compact, or pretty as the reference's JSON mode)."""
         try:
             resource = jsonio.loads(text)

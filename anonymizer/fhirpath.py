@@ -30,7 +30,7 @@ class FhirPathSyntaxError(ValueError):
 
 
 class _RaisingListener(ErrorListener):
-    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802
+    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802, N803
         raise FhirPathSyntaxError(f"column {column}: {msg}")
 
 

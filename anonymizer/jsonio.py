@@ -48,7 +48,11 @@ def _exact_int(text: str) -> int | Decimal:
 
 
 # Newtonsoft escapes these three; orjson writes them as they are.
-_NEWTONSOFT_ESCAPES = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+_NEWTONSOFT_ESCAPES = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
 
 
 def _escape(data: bytes) -> bytes:

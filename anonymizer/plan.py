@@ -24,9 +24,9 @@ from anonymizer.fhirpath import compile_nodes
 from anonymizer.methods.base import Method
 from anonymizer.methods.dates import DATE_TYPES
 from anonymizer.methods.dateshift import DateShiftMethod
-from anonymizer.paths import BY_NAME, BY_TYPE, CHILD, IS_TYPE, RulePath, parse_rule_path
+from anonymizer.paths import BY_TYPE, CHILD, IS_TYPE, RulePath, parse_rule_path
 from anonymizer.r4 import model
-from anonymizer.r4.model import COMPLEX, PRIMITIVE, PRIMITIVE_SHADOW, ComplexType, Element
+from anonymizer.r4.model import PRIMITIVE, PRIMITIVE_SHADOW, ComplexType, Element
 from anonymizer.r4.primitives import NORMALIZERS
 
 APPLY = 0  # the winning method acts on the node
@@ -76,8 +76,21 @@ def _type_matches(node_type: str, wanted: str) -> bool:
 class Slot:
     """How one JSON property of a plan node is processed (see walker.py)."""
 
-    __slots__ = ("element", "json_key", "shadow_key", "winner", "action", "child", "shadow",
-                 "normalize", "complex_action", "kind", "builder", "states", "parent")
+    __slots__ = (
+        "action",
+        "builder",
+        "child",
+        "complex_action",
+        "element",
+        "json_key",
+        "kind",
+        "normalize",
+        "parent",
+        "shadow",
+        "shadow_key",
+        "states",
+        "winner",
+    )
 
     def __init__(self, element: Element, kind: int) -> None:
         self.element = element
@@ -102,10 +115,16 @@ class Slot:
 class PlanNode(dict):
     """Slots by JSON key, built on first use. Unknown keys are invalid FHIR."""
 
-    __slots__ = ("ctype", "states", "winner", "builder", "is_resource")
+    __slots__ = ("builder", "ctype", "is_resource", "states", "winner")
 
-    def __init__(self, ctype: ComplexType, states: frozenset[State], winner: Winner,
-                 builder: ResourcePlanBuilder, is_resource: bool = False) -> None:
+    def __init__(
+        self,
+        ctype: ComplexType,
+        states: frozenset[State],
+        winner: Winner,
+        builder: ResourcePlanBuilder,
+        is_resource: bool = False,
+    ) -> None:
         super().__init__()
         self.ctype = ctype
         self.states = states
@@ -185,9 +204,12 @@ class ResourcePlanBuilder:
         best = min(matched) if matched else None
         if best is not None and (parent is None or best < parent[0]):
             return (best, APPLY)
-        if parent is not None and parent[1] == APPLY:
-            if self.by_index[parent[0]].method.claims_children(parent_type):
-                return (parent[0], CLAIMED)
+        if (
+            parent is not None
+            and parent[1] == APPLY
+            and self.by_index[parent[0]].method.claims_children(parent_type)
+        ):
+            return (parent[0], CLAIMED)
         return parent
 
     @staticmethod
@@ -216,8 +238,9 @@ class ResourcePlanBuilder:
         out |= table_markers
         return self.node(ctype, self._prune(out, winner), winner, is_resource=True), winner
 
-    def node(self, ctype: ComplexType, states: frozenset[State], winner: Winner,
-             is_resource: bool = False) -> PlanNode:
+    def node(
+        self, ctype: ComplexType, states: frozenset[State], winner: Winner, is_resource: bool = False
+    ) -> PlanNode:
         key = (ctype.key, states, winner, is_resource)
         found = self._nodes.get(key)
         if found is None:
@@ -239,8 +262,9 @@ class ResourcePlanBuilder:
             )
         return self._slot(node, element, node.winner)
 
-    def _slot(self, node: PlanNode, element: Element, inherited: Winner,
-              extra_match: int | None = None) -> Slot:
+    def _slot(
+        self, node: PlanNode, element: Element, inherited: Winner, extra_match: int | None = None
+    ) -> Slot:
         slot = Slot(element, element.kind)
         slot.builder = self
         slot.parent = node

@@ -28,7 +28,7 @@ _NOT_OBJECT = "The input FHIR resource is invalid: an element that must be an ob
 class Walk:
     """One top-level resource's walk."""
 
-    __slots__ = ("plans", "state", "claims")
+    __slots__ = ("claims", "plans", "state")
 
     def __init__(self, plans: Callable[[str], ResourcePlanBuilder], state: ResourceState) -> None:
         self.plans = plans
@@ -36,8 +36,13 @@ class Walk:
         self.claims: dict[Any, int] | None = None
 
     # -- resources -----------------------------------------------------------------------------
-    def resource(self, obj: Any, container_name: str | None = None, claimed_by: int | None = None,
-                 claiming: ResourcePlanBuilder | None = None) -> dict:
+    def resource(
+        self,
+        obj: Any,
+        container_name: str | None = None,
+        claimed_by: int | None = None,
+        claiming: ResourcePlanBuilder | None = None,
+    ) -> dict:
         if type(obj) is not dict:
             raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_object")
         resource_type = obj.get("resourceType")
@@ -232,8 +237,12 @@ def _locate(resource: dict, concrete_path: str) -> Any:
         index = int(rest[:-1]) if rest else None
         if type(current) is not dict:
             return None
-        key = name if name in current else next(
-            (k for k in current if k.startswith(name) and k[len(name) : len(name) + 1].isupper()), None
+        key = (
+            name
+            if name in current
+            else next(
+                (k for k in current if k.startswith(name) and k[len(name) : len(name) + 1].isupper()), None
+            )
         )
         if key is None:
             return None

@@ -23,8 +23,28 @@ COMPLEX = 1
 RESOURCE = 2
 
 PRIMITIVE_TYPES = frozenset(
-    "base64Binary boolean canonical code date dateTime decimal id instant integer markdown oid "
-    "positiveInt string time unsignedInt uri url uuid xhtml".split()
+    [
+        "base64Binary",
+        "boolean",
+        "canonical",
+        "code",
+        "date",
+        "dateTime",
+        "decimal",
+        "id",
+        "instant",
+        "integer",
+        "markdown",
+        "oid",
+        "positiveInt",
+        "string",
+        "time",
+        "unsignedInt",
+        "uri",
+        "url",
+        "uuid",
+        "xhtml",
+    ]
 )
 
 

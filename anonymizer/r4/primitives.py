@@ -145,9 +145,19 @@ def _time(value: object) -> str | None:
     return text
 
 
-_STRING_TYPES = (
-    "base64Binary canonical code id markdown oid string uri url uuid xhtml".split()
-)
+_STRING_TYPES = [
+    "base64Binary",
+    "canonical",
+    "code",
+    "id",
+    "markdown",
+    "oid",
+    "string",
+    "uri",
+    "url",
+    "uuid",
+    "xhtml",
+]
 
 NORMALIZERS: dict[str, Callable[[object], object]] = {
     **{name: _string for name in _STRING_TYPES},

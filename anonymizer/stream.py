@@ -1,0 +1,204 @@
+"""The storage-independent streaming core: NDJSON byte chunks in, anonymized NDJSON chunks out.
+
+Lines may be split across chunks; `\\n` and `\\r\\n` endings, a UTF-8 BOM at the start, blank lines
+and a last line without newline are handled. Memory holds one chunk and one line at a time. Each
+bad line is classified (CONTRACT section 7) with its absolute line number and, under `drop`, left
+out while everything else is written; under `fail` the run stops at that line with LineFault.
+Nothing of a line's content reaches a log, an exception or the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from anonymizer import jsonio
+from anonymizer.errors import AnonymizerError, InvalidInputError
+from anonymizer.summary import Summary
+
+if TYPE_CHECKING:
+    from anonymizer.engine import Context, Engine
+
+log = logging.getLogger("anonymizer.stream")
+
+DEFAULT_MAX_LINE_BYTES = 268_435_456
+_FLUSH_BYTES = 1 << 16
+_BOM = b"\xef\xbb\xbf"
+
+
+class LineFault(AnonymizerError):
+    """A bad line under `on_invalid_line: fail`. Carries the kind and the absolute line number."""
+
+    def __init__(self, kind: str, line: int) -> None:
+        super().__init__(f"line {line}: {kind.replace('_', ' ')}")
+        self.kind = kind
+        self.line = line
+
+
+class StreamRun:
+    """Iterate to get output chunks; afterwards `summary`, `consumed` (input bytes up to the end
+    of the last processed line, from `start_offset`) and `next_line` are final."""
+
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        engine: Engine,
+        *,
+        context: Context | None = None,
+        start_offset: int = 0,
+        start_line: int = 1,
+        on_invalid_line: str = "drop",
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        input_complete: bool = False,
+    ) -> None:
+        self._chunks = chunks
+        self.engine = engine
+        self.context = context
+        self.start_offset = start_offset
+        self.on_invalid_line = on_invalid_line
+        self.max_line_bytes = max_line_bytes
+        self.input_complete = input_complete
+        self.summary = Summary()
+        self.consumed = 0
+        self.next_line = start_line
+
+    def __iter__(self) -> Iterator[bytes]:
+        out: list[bytes] = []
+        size = 0
+        for line, length in self._lines():
+            result = self._process(line)
+            self.consumed += length
+            self.next_line += 1
+            if result is not None:
+                out.append(result)
+                size += len(result)
+                if size >= _FLUSH_BYTES:
+                    yield b"".join(out)
+                    out, size = [], 0
+        if out:
+            yield b"".join(out)
+        self.summary.input_bytes = self.consumed
+        self.summary.finish()
+
+    # -- splitting -----------------------------------------------------------------------------
+    def _lines(self) -> Iterator[tuple[bytes | None, int]]:
+        """(line without its ending, bytes consumed); None for a line over the size limit."""
+        buffer = b""
+        first = self.start_offset == 0
+        skipping = False  # inside an over-long line, discarding up to its end
+        skipped = 0
+        for chunk in self._chunks:
+            if not chunk:
+                continue
+            if first:
+                first = False
+                if chunk.startswith(_BOM):
+                    chunk = chunk[3:]
+                    self.consumed += 3
+            buffer = buffer + chunk if buffer else chunk
+            start = 0
+            while True:
+                end = buffer.find(b"\n", start)
+                if end < 0:
+                    break
+                if skipping:
+                    skipping = False
+                    yield None, skipped + end + 1 - start
+                    skipped = 0
+                elif end - start > self.max_line_bytes:
+                    yield None, end + 1 - start
+                else:
+                    yield buffer[start:end], end + 1 - start
+                start = end + 1
+            buffer = buffer[start:]
+            if len(buffer) > self.max_line_bytes:
+                skipping = True
+                skipped += len(buffer)
+                buffer = b""
+        if skipping:
+            yield None, skipped + len(buffer)
+        elif buffer and (self.input_complete or _complete_object(buffer)):
+            yield buffer, len(buffer)
+        # otherwise an unterminated last line is held back for the next run
+
+    # -- one line ------------------------------------------------------------------------------
+    def _process(self, line: bytes | None) -> bytes | None:
+        summary = self.summary
+        summary.lines += 1
+        if line is None:
+            return self._fault("line_too_long")
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            summary.blank_lines += 1
+            return None
+        # Faults are raised outside the except blocks: a decoder error holds the line's text,
+        # and must not ride along as the __context__ of LineFault.
+        fault = None
+        try:
+            resource = jsonio.loads(line)
+        except ValueError:
+            resource, fault = None, "not_json" if _is_utf8(line) else "invalid_utf8"
+        if fault is None and type(resource) is not dict:
+            fault = "not_object"
+        if fault is not None:
+            return self._fault(fault)
+        summary.count_input(resource.get("resourceType"))
+        try:
+            result = self.engine.anonymize(resource, self.context)
+        except InvalidInputError as exc:
+            fault = exc.kind
+        if fault is not None:
+            return self._fault(fault)
+        if result is None:  # filtered out (minimum necessary)
+            return None
+        data = jsonio.dumps_compact(result) + b"\n"
+        summary.count_output(result, len(data))
+        return data
+
+    def _fault(self, kind: str) -> None:
+        line = self.next_line
+        if self.on_invalid_line == "fail":
+            raise LineFault(kind, line) from None
+        self.summary.fault(kind, line)
+        log.debug("line %d left out: %s", line, kind)
+        return None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _complete_object(data: bytes) -> bool:
+    try:
+        return type(jsonio.loads(data)) is dict
+    except ValueError:
+        return False
+
+
+def anonymize_stream(
+    chunks: Iterable[bytes],
+    engine: Engine,
+    *,
+    context: Context | None = None,
+    start_offset: int = 0,
+    start_line: int = 1,
+    on_invalid_line: str = "drop",
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    input_complete: bool = False,
+) -> StreamRun:
+    return StreamRun(
+        chunks,
+        engine,
+        context=context,
+        start_offset=start_offset,
+        start_line=start_line,
+        on_invalid_line=on_invalid_line,
+        max_line_bytes=max_line_bytes,
+        input_complete=input_complete,
+    )

@@ -1,0 +1,121 @@
+"""The run summary of CONTRACT section 6: counts only, never content, keys or SAS tokens."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from anonymizer.labels import LABELS
+from anonymizer.r4.model import is_resource_type
+
+MAX_FAULT_LINES = 10
+_LABEL_CODES = tuple(coding["code"] for _, coding in LABELS)
+
+
+@dataclass
+class Fault:
+    count: int = 0
+    first_lines: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    lines: int = 0
+    blank_lines: int = 0
+    input_bytes: int = 0
+    input_types: Counter = field(default_factory=Counter)
+    output_resources: int = 0
+    output_bytes: int = 0
+    output_types: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)
+    faults: dict[str, Fault] = field(default_factory=dict)
+    dropped: Counter = field(default_factory=Counter)  # minimum necessary: (type, reason) -> n
+    started: float = field(default_factory=time.perf_counter)
+    elapsed: float | None = None
+
+    def fault(self, kind: str, line: int) -> None:
+        entry = self.faults.setdefault(kind, Fault())
+        entry.count += 1
+        if len(entry.first_lines) < MAX_FAULT_LINES:
+            entry.first_lines.append(line)
+
+    @property
+    def faulted_lines(self) -> int:
+        return sum(f.count for f in self.faults.values())
+
+    def count_input(self, resource_type: Any) -> None:
+        self.input_types[resource_type if is_resource_type(resource_type) else "<unknown>"] += 1
+
+    def count_output(self, resource: dict, size: int) -> None:
+        self.output_resources += 1
+        self.output_bytes += size
+        self.output_types[resource.get("resourceType", "<unknown>")] += 1
+        meta = resource.get("meta")
+        if type(meta) is dict:
+            for coding in meta.get("security", ()):
+                code = coding.get("code") if type(coding) is dict else None
+                if code in _LABEL_CODES:
+                    self.labels[code] += 1
+
+    def merge(self, other: Summary) -> None:
+        self.lines += other.lines
+        self.blank_lines += other.blank_lines
+        self.input_bytes += other.input_bytes
+        self.input_types.update(other.input_types)
+        self.output_resources += other.output_resources
+        self.output_bytes += other.output_bytes
+        self.output_types.update(other.output_types)
+        self.labels.update(other.labels)
+        self.dropped.update(other.dropped)
+        for kind, fault in other.faults.items():
+            mine = self.faults.setdefault(kind, Fault())
+            mine.count += fault.count
+            room = MAX_FAULT_LINES - len(mine.first_lines)
+            mine.first_lines.extend(fault.first_lines[:room])
+
+    def finish(self) -> None:
+        if self.elapsed is None:
+            self.elapsed = time.perf_counter() - self.started
+
+    def to_dict(self, *, status: str, engine: Any) -> dict:
+        self.finish()
+        config = engine.config
+        out = {
+            "status": status,
+            "engine_version": engine.version,
+            "reference_date": engine.reference_date.isoformat(),
+            "config": {
+                "digest": config.digest,
+                "keys": {
+                    name: {"fingerprint": info.fingerprint, "source": info.source}
+                    for name, info in sorted(config.keys.items())
+                },
+            },
+            "input": {
+                "lines": self.lines,
+                "blank_lines": self.blank_lines,
+                "bytes": self.input_bytes,
+                "resources_by_type": dict(sorted(self.input_types.items())),
+            },
+            "output": {
+                "resources": self.output_resources,
+                "bytes": self.output_bytes,
+                "resources_by_type": dict(sorted(self.output_types.items())),
+            },
+            "labels": dict(sorted(self.labels.items())),
+            "faults": {
+                kind: {"count": f.count, "first_lines": sorted(f.first_lines)}
+                for kind, f in sorted(self.faults.items())
+            },
+            "elapsed_seconds": round(self.elapsed or 0.0, 3),
+        }
+        if config.random_keys:
+            out["config"]["random_keys"] = True
+        if self.dropped:
+            dropped: dict[str, dict[str, int]] = {}
+            for (resource_type, reason), count in sorted(self.dropped.items()):
+                dropped.setdefault(resource_type, {})[reason] = count
+            out["dropped"] = dropped
+        return out
