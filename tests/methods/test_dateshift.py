@@ -1,0 +1,79 @@
+from collections import Counter
+
+import pytest
+
+from anonymizer import Context
+from anonymizer.methods.dateshift import DateShiftOffsets, patient_offset
+from tests.helpers import engine, rule
+
+
+@pytest.mark.parametrize(("prefix", "key", "offset"), [("", "dummy", -21), ("example", "123", 41),
+                                                       ("bundle-transaction", "123", 7),
+                                                       ("filename", "123", 4)])
+def test_reference_offset_formula(prefix, key, offset):
+    assert DateShiftOffsets(key).offset(prefix) == offset
+
+
+def _shift(value, type_path="Patient.birthDate", key="birthDate", **params):
+    e = engine([rule(type_path, "dateShift")], enablePartialDatesForRedact=True, **params)
+    return e.anonymize({"resourceType": "Patient", key: value}).get(key)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2015-02-07", "2015-01-17"), ("2015-02", "2015"), ("1925-02-07", None), ("2001-01-01Z", "2000-12-11")],
+)
+def test_dates_shift_by_offset_or_fall_back_to_partial_redaction(value, expected):
+    assert _shift(value) == expected  # key 'dummy', no id: offset -21
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2015-02-07T13:28:17-05:00", "2015-01-17T00:00:00-05:00"),
+     ("2015-02-07T13:28:17Z", "2015-01-17T00:00:00Z"),
+     ("2015-02-07T13:28:17.12345-05:00", "2015-01-17T00:00:00.00000-05:00"),
+     ("2015-02-07T13:28-05:00", "2015-01-17")],
+)
+def test_datetime_time_zeroed_digit_by_digit_offset_kept(value, expected):
+    assert _shift(value, "Patient.deceased", "deceasedDateTime") == expected
+
+
+def test_fixed_offset_needs_no_key():
+    from anonymizer import Engine
+
+    e = Engine.from_dict({"fhirPathRules": [rule("Patient.birthDate", "dateShift")],
+                          "parameters": {"dateShiftFixedOffsetInDays": 11}})
+    assert e.anonymize({"resourceType": "Patient", "birthDate": "2015-02-07"})["birthDate"] == "2015-02-18"
+
+
+def test_prefix_is_the_id_as_earlier_rules_left_it():
+    raw_id_first = engine([rule("nodesByType('date')", "dateShift"), rule("Resource.id", "cryptoHash")],
+                          dateShiftKey="123")
+    hashed_first = engine([rule("Resource.id", "cryptoHash"), rule("nodesByType('date')", "dateShift")],
+                          dateShiftKey="123")
+    patient = {"resourceType": "Patient", "id": "example", "birthDate": "2000-01-01"}
+    assert raw_id_first.anonymize(patient)["birthDate"] == "2000-02-11"  # +41
+    assert hashed_first.anonymize(patient)["birthDate"] == "1999-12-12"  # -20
+
+
+def test_file_scope_uses_the_file_name():
+    e = engine([rule("Patient.birthDate", "dateShift")], dateShiftKey="123", dateShiftScope="file")
+    out = e.anonymize({"resourceType": "Patient", "id": "x", "birthDate": "2015-02-07"},
+                      Context(file_name="filename"))
+    assert out["birthDate"] == "2015-02-11"  # +4
+
+
+def test_patient_offsets_cover_the_range_evenly_and_never_zero():
+    counts = Counter(patient_offset("a-long-date-shift-key", f"patient-{i}", 50) for i in range(10_000))
+    assert set(counts) == set(range(-50, 0)) | set(range(1, 51))
+    assert max(counts.values()) <= 2 * 10_000 / 100
+
+
+def test_patient_scope_shifts_every_resource_of_a_patient_alike():
+    e = engine([rule("nodesByType('date')", "dateShift"), rule("nodesByType('dateTime')", "dateShift")],
+               dateShiftKey="a-long-date-shift-key", dateShiftScope="patient")
+    patient = e.anonymize({"resourceType": "Patient", "id": "p7", "birthDate": "2000-01-10"})
+    encounter = e.anonymize({"resourceType": "Encounter", "id": "e1", "status": "finished",
+                             "class": {"code": "AMB"}, "subject": {"reference": "Patient/p7"},
+                             "period": {"start": "2000-01-10"}})
+    assert patient["birthDate"] == encounter["period"]["start"] != "2000-01-10"
