@@ -21,7 +21,20 @@ import orjson
 _RISKY_NUMBER = re.compile(rb"\.\d*0(?!\d)|\d[eE][-+]?\d|\d{16}|0\.0000|-0(?![.\d])")
 
 
+class RawNumber(Decimal):
+    """A JSON number from the exact path: its value as a Decimal, its text as written."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> RawNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 def _exact_default(value: Any) -> Any:
+    if type(value) is RawNumber:
+        return orjson.Fragment(value.text)
     if isinstance(value, Decimal):
         return orjson.Fragment(_decimal_text(value))
     raise TypeError(f"cannot serialise {type(value).__name__}")
@@ -39,12 +52,12 @@ def loads(line: bytes | str) -> Any:
     data = line.encode("utf-8") if isinstance(line, str) else line
     if _RISKY_NUMBER.search(data) is None:
         return orjson.loads(data)
-    return json.loads(data, parse_float=Decimal, parse_int=_exact_int)
+    return json.loads(data, parse_float=RawNumber, parse_int=_exact_int)
 
 
 def _exact_int(text: str) -> int | Decimal:
     # orjson writes integers up to 64 bits; larger ones go out through a Fragment.
-    return int(text) if len(text) < 19 else Decimal(text)
+    return int(text) if len(text) < 19 else RawNumber(text)
 
 
 # Newtonsoft escapes these three; orjson writes them as they are.

@@ -9,8 +9,11 @@ REFERENCE_DATE = date(2026, 1, 1)
 
 
 def engine(rules: list[dict], **parameters: Any) -> Engine:
-    config = {"fhirVersion": "R4", "fhirPathRules": rules, "parameters": {
-        "dateShiftKey": "dummy", "cryptoHashKey": "123", **parameters}}
+    config = {
+        "fhirVersion": "R4",
+        "fhirPathRules": rules,
+        "parameters": {"dateShiftKey": "dummy", "cryptoHashKey": "123", **parameters},
+    }
     return Engine.from_dict(config, reference_date=REFERENCE_DATE)
 
 

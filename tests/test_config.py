@@ -36,14 +36,21 @@ def test_processing_error_singular_is_an_alias_with_a_warning(caplog):
 
 @pytest.mark.parametrize(
     ("config", "message"),
-    [({"fhirVersion": "Stu3", "fhirPathRules": []}, "Configuration of fhirVersion Stu3 is not supported."),
-     ({}, "The configuration is invalid, please specify any fhirPathRules"),
-     ({"fhirPathRules": [{"path": "Patient"}]}, "Missing path or method in Fhir path rule config."),
-     ({"fhirPathRules": [{"path": "invalid()", "method": "redact"}]}, "Invalid FHIR path invalid()"),
-     ({"fhirPathRules": [{"path": "Patient", "method": "substitute"}]}, "Missing replaceWith value"),
-     ({"fhirPathRules": [{"path": "P", "method": "perturb", "span": "-1"}]}, "Span value is invalid at P."),
-     ({"fhirPathRules": [], "parameters": {"encryptKey": "12345678901234567890"}}, "Invalid encrypt key size : 160"),
-     ],
+    [
+        ({"fhirVersion": "Stu3", "fhirPathRules": []}, "Configuration of fhirVersion Stu3 is not supported."),
+        ({}, "The configuration is invalid, please specify any fhirPathRules"),
+        ({"fhirPathRules": [{"path": "Patient"}]}, "Missing path or method in Fhir path rule config."),
+        ({"fhirPathRules": [{"path": "invalid()", "method": "redact"}]}, "Invalid FHIR path invalid()"),
+        ({"fhirPathRules": [{"path": "Patient", "method": "substitute"}]}, "Missing replaceWith value"),
+        (
+            {"fhirPathRules": [{"path": "P", "method": "perturb", "span": "-1"}]},
+            "Span value is invalid at P.",
+        ),
+        (
+            {"fhirPathRules": [], "parameters": {"encryptKey": "12345678901234567890"}},
+            "Invalid encrypt key size : 160",
+        ),
+    ],
 )
 def test_validation_messages(config, message):
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -74,8 +81,12 @@ def test_random_keys_only_when_allowed_and_said():
 
 def test_unused_keys_may_stay_empty_and_fixed_offset_needs_none():
     build_configuration({"fhirPathRules": [{"path": "Patient", "method": "redact"}]})
-    build_configuration({"fhirPathRules": [{"path": "nodesByType('date')", "method": "dateShift"}],
-                         "parameters": {"dateShiftFixedOffsetInDays": 3}})
+    build_configuration(
+        {
+            "fhirPathRules": [{"path": "nodesByType('date')", "method": "dateShift"}],
+            "parameters": {"dateShiftFixedOffsetInDays": 3},
+        }
+    )
 
 
 def test_weak_key_warns(caplog):

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from anonymizer import ConfigurationError, Engine, InvalidInputError, ProcessingError, decrypt, is_empty_resource
+from anonymizer import (
+    ConfigurationError,
+    Engine,
+    InvalidInputError,
+    ProcessingError,
+    decrypt,
+    is_empty_resource,
+)
 from anonymizer.config import METHODS
 from anonymizer.methods import load_methods
 from anonymizer.methods.base import Method, ResourceState
@@ -58,7 +65,9 @@ def _json(text: str):
 
 
 def _engine(case: dict) -> Engine:
-    return Engine.from_file(CONFORMANCE / case["config"], allow_random_keys=True, reference_date=REFERENCE_DATE)
+    return Engine.from_file(
+        CONFORMANCE / case["config"], allow_random_keys=True, reference_date=REFERENCE_DATE
+    )
 
 
 @pytest.mark.skipif(not CASES, reason="../shared/conformance is not present beside the checkout")
@@ -87,8 +96,9 @@ def test_manifest_case(case: dict) -> None:
     elif kind == "empty-element":
         assert is_empty_resource(_json(_read(case["input"]))) is case["expected_is_empty"]
     elif kind == "input-only":
-        engine = Engine.from_file(Path(__file__).parent.parent / "anonymizer/configs/safe-harbor.json",
-                                  allow_random_keys=True)
+        engine = Engine.from_file(
+            Path(__file__).parent.parent / "anonymizer/configs/safe-harbor.json", allow_random_keys=True
+        )
         for line in _read(case["input"]).splitlines():
             assert engine.anonymize_json(line)
     else:  # pragma: no cover - a new kind in the manifest must be looked at
@@ -98,8 +108,11 @@ def test_manifest_case(case: dict) -> None:
 # -- unit vectors ---------------------------------------------------------------------------------
 def _method(method: str, rule_settings: dict | None = None, **parameters):
     rule = {"path": "Patient", "method": method, **(rule_settings or {})}
-    engine = Engine.from_dict({"fhirPathRules": [rule], "parameters": parameters}, allow_random_keys=True,
-                              reference_date=REFERENCE_DATE)
+    engine = Engine.from_dict(
+        {"fhirPathRules": [rule], "parameters": parameters},
+        allow_random_keys=True,
+        reference_date=REFERENCE_DATE,
+    )
     return engine.rules[0].method
 
 
@@ -146,11 +159,16 @@ def test_vectors_dateshift():
             assert state.ops == {vector["record"]}
     for vector in section["fixed_offset_derived"]:
         method = _method("dateShift", dateShiftFixedOffsetInDays=vector["fixed"])
-        assert method.date_action(_element("dateTime"), False)(vector["input"], ResourceState()) == vector["expected"]
+        assert (
+            method.date_action(_element("dateTime"), False)(vector["input"], ResourceState())
+            == vector["expected"]
+        )
     for vector in section["other_derived"]:
         method = _method("dateShift", dateShiftKey=vector["key"])
         state = ResourceState(root_id_raw=vector["prefix"])
-        assert method.date_action(_element(vector["type"]), False)(vector["input"], state) == vector["expected"]
+        assert (
+            method.date_action(_element(vector["type"]), False)(vector["input"], state) == vector["expected"]
+        )
     same = section["same_prefix_same_offset"]
     method = _method("dateShift", dateShiftKey=same["key"], dateShiftScope="file")
     state = ResourceState(file_name=same["prefix"])
@@ -166,8 +184,12 @@ def _redact(type_name: str, value, name: str = "value", parent: str = "Patient",
 def test_vectors_redact():
     v = _vectors()
     dates = v["redact_dates"]
-    for key, type_name, partial in (("date_partial", "date", True), ("date_nonpartial", "date", False),
-                                    ("datetime_partial", "dateTime", True), ("instant_partial", "instant", True)):
+    for key, type_name, partial in (
+        ("date_partial", "date", True),
+        ("date_nonpartial", "date", False),
+        ("datetime_partial", "dateTime", True),
+        ("instant_partial", "instant", True),
+    ):
         for value, expected in dates[key]:
             assert _redact(type_name, value, enablePartialDatesForRedact=partial) == (expected, {"REDACT"})
     ages = v["redact_age"]
@@ -178,8 +200,13 @@ def test_vectors_redact():
     postal = v["redact_postal"]
     for key, zips in (("partial_restricted_203_556", ["203", "556"]), ("partial_restricted_123", ["123"])):
         for value, expected in postal[key]:
-            result = _redact("string", value, "postalCode", enablePartialZipCodesForRedact=True,
-                             restrictedZipCodeTabulationAreas=zips)
+            result = _redact(
+                "string",
+                value,
+                "postalCode",
+                enablePartialZipCodesForRedact=True,
+                restrictedZipCodeTabulationAreas=zips,
+            )
             assert result == (expected, {"ABSTRACT"})
     for value, expected in postal["nonpartial"]:
         assert _redact("string", value, "postalCode") == (expected, {"REDACT"})
@@ -195,8 +222,13 @@ def test_vectors_encrypt():
             decrypt(ciphertext, key)
     for plaintext in section["roundtrip_plaintexts"]:
         assert decrypt(encrypt(plaintext, key), key) == plaintext
-        assert decrypt(encrypt(plaintext, section["aes128_key_in_visitor_test"]),
-                       section["aes128_key_in_visitor_test"]) == plaintext
+        assert (
+            decrypt(
+                encrypt(plaintext, section["aes128_key_in_visitor_test"]),
+                section["aes128_key_in_visitor_test"],
+            )
+            == plaintext
+        )
 
 
 def test_vectors_perturb_bounds():
@@ -215,8 +247,10 @@ def test_vectors_perturb_bounds():
 
 def test_vectors_engine_byte_exact():
     section = _vectors()["engine"]
-    config = CONFORMANCE / ("FHIR/src/Microsoft.Health.Fhir.Anonymizer.Shared.Core.UnitTests/"
-                            "TestConfigurations/configuration-test-sample.json")
+    config = CONFORMANCE / (
+        "FHIR/src/Microsoft.Health.Fhir.Anonymizer.Shared.Core.UnitTests/"
+        "TestConfigurations/configuration-test-sample.json"
+    )
     engine = Engine.from_file(config, allow_random_keys=True)
     text = json.dumps(section["patient_sample"])
     assert engine.anonymize_json(text) == section["expected_compact"]

@@ -16,8 +16,9 @@ def test_first_rule_to_reach_a_node_wins_with_subtree_propagation():
 
 def test_later_rule_on_parent_skips_children_reached_earlier():
     e = engine([rule("Patient.name.period.start", "keep"), rule("Patient.name", "redact")])
-    out = e.anonymize({"resourceType": "Patient",
-                       "name": [{"family": "Doe", "period": {"start": "2001", "end": "2002"}}]})
+    out = e.anonymize(
+        {"resourceType": "Patient", "name": [{"family": "Doe", "period": {"start": "2001", "end": "2002"}}]}
+    )
     assert out["name"] == [{"period": {"start": "2001"}}]
 
 
@@ -25,8 +26,16 @@ def test_resource_type_and_generic_rules():
     e = engine([rule("Resource", "redact")])
     assert e.anonymize({"resourceType": "Patient", "id": "x", "gender": "male"}) == {
         "resourceType": "Patient",
-        "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-                               "code": "REDACTED", "display": "redacted"}]}}
+        "meta": {
+            "security": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                    "code": "REDACTED",
+                    "display": "redacted",
+                }
+            ]
+        },
+    }
     other = engine([rule("Observation", "redact")])
     assert other.anonymize({"resourceType": "Patient", "gender": "male"})["gender"] == "male"
 
@@ -47,16 +56,21 @@ def test_nodes_by_name_and_of_type():
 
 def test_fhirpath_fallback_for_where():
     e = engine([rule("Patient.name.where(use='official').family", "redact")])
-    out = e.anonymize({"resourceType": "Patient", "name": [{"use": "usual", "family": "A"},
-                                                           {"use": "official", "family": "B"}]})
+    out = e.anonymize(
+        {
+            "resourceType": "Patient",
+            "name": [{"use": "usual", "family": "A"}, {"use": "official", "family": "B"}],
+        }
+    )
     assert out["name"] == [{"use": "usual", "family": "A"}, {"use": "official"}]
 
 
 def test_fhirpath_fallback_keeps_priority_with_static_rules():
     e = engine([rule("Device.where(id.exists()).id", "keep"), rule("Resource.id", "redact")])
     assert e.anonymize({"resourceType": "Device", "id": "d1"})["id"] == "d1"
-    assert "id" not in engine([rule("Resource.id", "redact"), rule("Device.where(id.exists()).id", "keep")]
-                              ).anonymize({"resourceType": "Device", "id": "d1"})
+    assert "id" not in engine(
+        [rule("Resource.id", "redact"), rule("Device.where(id.exists()).id", "keep")]
+    ).anonymize({"resourceType": "Device", "id": "d1"})
 
 
 def test_primitive_extensions_are_children_and_survive_value_removal():
@@ -67,66 +81,106 @@ def test_primitive_extensions_are_children_and_survive_value_removal():
     assert out == {"resourceType": "Patient", "_birthDate": ext, "meta": out["meta"]}
     # ...and a rule on the primitive reaches its extension too
     out = engine([rule("Patient.birthDate", "redact")]).anonymize(
-        {"resourceType": "Patient", "birthDate": "2000-01-01", "_birthDate": ext})
+        {"resourceType": "Patient", "birthDate": "2000-01-01", "_birthDate": ext}
+    )
     assert "birthDate" not in out and "_birthDate" not in out
 
 
 def test_primitive_arrays_stay_aligned_with_their_shadows():
     e = engine([rule("nodesByType('Extension')", "keep"), rule("Patient.name.given", "redact")])
     ext = {"extension": [{"url": "http://x", "valueString": "y"}]}
-    out = e.anonymize({"resourceType": "Patient", "name": [{"family": "F", "given": ["A", "B", "C"],
-                       "_given": [None, ext]}]})
+    out = e.anonymize(
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "F", "given": ["A", "B", "C"], "_given": [None, ext]}],
+        }
+    )
     assert out["name"][0] == {"family": "F", "_given": [ext]}
     kept = engine([rule("nodesByType('Extension')", "keep")]).anonymize(
-        {"resourceType": "Patient", "name": [{"given": ["A", "B"], "_given": [None, ext]}]})
+        {"resourceType": "Patient", "name": [{"given": ["A", "B"], "_given": [None, ext]}]}
+    )
     assert kept["name"][0] == {"given": ["A", "B"], "_given": [None, ext]}
 
 
 def test_strict_typing():
     e = engine([])
-    for bad in ({"resourceType": "Patient", "nonsense": 1}, {"resourceType": "Patient", "birthDate": "2000-13-01"},
-                {"resourceType": "Patient", "active": "yes"}, {"resourceType": "Nope"}, {"id": "x"},
-                {"resourceType": "Patient", "multipleBirthInteger": 5.5}):
+    for bad in (
+        {"resourceType": "Patient", "nonsense": 1},
+        {"resourceType": "Patient", "birthDate": "2000-13-01"},
+        {"resourceType": "Patient", "active": "yes"},
+        {"resourceType": "Nope"},
+        {"id": "x"},
+        {"resourceType": "Patient", "multipleBirthInteger": 5.5},
+    ):
         with pytest.raises(InvalidInputError):
             e.anonymize(bad)
 
 
 def test_firely_normalisation():
     e = engine([])
-    out = e.anonymize({"resourceType": "Patient", "gender": "  male ", "active": "true", "id": "",
-                       "name": {"family": "x"}, "telecom": [{}], "multipleBirthInteger": "2"})
-    assert out == {"resourceType": "Patient", "gender": "male", "active": True, "name": [{"family": "x"}],
-                   "multipleBirthInteger": 2}
+    out = e.anonymize(
+        {
+            "resourceType": "Patient",
+            "gender": "  male ",
+            "active": "true",
+            "id": "",
+            "name": {"family": "x"},
+            "telecom": [{}],
+            "multipleBirthInteger": "2",
+        }
+    )
+    assert out == {
+        "resourceType": "Patient",
+        "gender": "male",
+        "active": True,
+        "name": [{"family": "x"}],
+        "multipleBirthInteger": 2,
+    }
 
 
 def test_numbers_come_out_as_they_came_in():
     e = engine([])
-    line = b'{"resourceType":"Observation","status":"final","code":{"text":"t"},"valueQuantity":{"value":1.50}}'
+    line = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"t"},"valueQuantity":{"value":1.50}}'
+    )
     out = jsonio.dumps_compact(e.anonymize(jsonio.loads(line)))
     assert out == line
-    big = b'{"resourceType":"Observation","status":"final","code":{"text":"t"},"valueQuantity":{"value":123456789012345678901}}'
+    big = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"t"},'
+        b'"valueQuantity":{"value":123456789012345678901}}'
+    )
     assert jsonio.dumps_compact(e.anonymize(jsonio.loads(big))) == big
     assert jsonio.loads(b'{"a":1.50}')["a"] == Decimal("1.50")
 
 
 def test_meta_is_rebuilt_in_definition_order_with_dotnet_instant():
     e = engine([rule("Patient.gender", "redact")])
-    out = e.anonymize({"resourceType": "Patient", "meta": {"tag": [{"code": "t"}], "lastUpdated": "2014-08-18T01:43:30Z",
-                       "versionId": "3"}, "gender": "male"})
+    out = e.anonymize(
+        {
+            "resourceType": "Patient",
+            "meta": {"tag": [{"code": "t"}], "lastUpdated": "2014-08-18T01:43:30Z", "versionId": "3"},
+            "gender": "male",
+        }
+    )
     assert list(out["meta"]) == ["versionId", "lastUpdated", "security", "tag"]
     assert out["meta"]["lastUpdated"] == "2014-08-18T01:43:30+00:00"
 
 
 def test_existing_security_label_is_not_duplicated():
     e = engine([rule("Patient.gender", "redact")])
-    out = e.anonymize({"resourceType": "Patient", "meta": {"security": [{"code": "redacted"}]}, "gender": "male"})
+    out = e.anonymize(
+        {"resourceType": "Patient", "meta": {"security": [{"code": "redacted"}]}, "gender": "male"}
+    )
     assert out["meta"]["security"] == [{"code": "redacted"}]
 
 
 def test_bundle_entries_get_own_labels_and_bundle_the_union():
     e = engine([rule("Patient.gender", "redact"), rule("Observation.status", "cryptoHash")])
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "gender": "male"}}, {"resource": {**OBS}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Patient", "gender": "male"}}, {"resource": {**OBS}}],
+    }
     out = e.anonymize(bundle)
     codes = [[c["code"] for c in entry["resource"]["meta"]["security"]] for entry in out["entry"]]
     assert codes == [["REDACTED"], ["CRYTOHASH"]]
@@ -135,8 +189,11 @@ def test_bundle_entries_get_own_labels_and_bundle_the_union():
 
 def test_container_rule_matching_a_nested_resource_claims_its_content():
     e = engine([rule("nodesByType('Patient')", "redact"), rule("Patient.gender", "keep")])
-    bundle = {"resourceType": "Bundle", "type": "collection",
-              "entry": [{"resource": {"resourceType": "Patient", "gender": "male"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Patient", "gender": "male"}}],
+    }
     out = e.anonymize(bundle)
     assert out["entry"] == [{"resource": {"resourceType": "Patient"}}]
     assert out["meta"]["security"][0]["code"] == "REDACTED"
@@ -147,19 +204,38 @@ def test_unknown_method_fails_when_a_resource_it_applies_to_is_processed():
 
     e = engine([rule("Patient.name", "skip")])
     e.anonymize({"resourceType": "Observation", **{k: v for k, v in OBS.items() if k != "resourceType"}})
-    with pytest.raises(ConfigurationError, match="Anonymization method SKIP not supported."):
+    with pytest.raises(ConfigurationError, match=r"Anonymization method SKIP not supported\."):
         e.anonymize({"resourceType": "Patient"})
 
 
 def test_pretty_output_matches_the_reference_byte_for_byte():
     e = engine([rule("Patient.nodesByType('HumanName')", "redact")])
-    text = e.anonymize_json('{"resourceType":"Patient","id":"example","name":[{"family":"Chalmers"}]}', pretty=True)
-    assert text == ('{\n  "resourceType": "Patient",\n  "id": "example",\n  "meta": {\n    "security": [\n'
-                    '      {\n        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",\n'
-                    '        "code": "REDACTED",\n        "display": "redacted"\n      }\n    ]\n  }\n}')
+    text = e.anonymize_json(
+        '{"resourceType":"Patient","id":"example","name":[{"family":"Chalmers"}]}', pretty=True
+    )
+    assert text == (
+        '{\n  "resourceType": "Patient",\n  "id": "example",\n  "meta": {\n    "security": [\n'
+        '      {\n        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",\n'
+        '        "code": "REDACTED",\n        "display": "redacted"\n      }\n    ]\n  }\n}'
+    )
 
 
 def test_newtonsoft_escapes():
     e = engine([])
     out = e.anonymize_json('{"resourceType":"Patient","id":"a","name":[{"text":"x\\u2028y\\u0085z\\u001f"}]}')
     assert "\\u2028" in out and "\\u0085" in out and "\\u001f" in out
+
+
+def test_rule_paths_do_not_continue_into_nested_resources():
+    e = engine([rule("Bundle.entry.resource.gender", "redact")])
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Patient", "gender": "male"}}],
+    }
+    assert e.anonymize(bundle) == bundle
+
+
+def test_array_for_single_element_keeps_first_item():
+    out = engine([]).anonymize({"resourceType": "Patient", "gender": ["male", "female"]})
+    assert out["gender"] == "male"

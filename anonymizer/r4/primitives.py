@@ -82,7 +82,7 @@ def _integer(value: object) -> int | None:
 
 def _decimal(value: object) -> object:
     kind = type(value)
-    if kind is int or kind is float or kind is Decimal:
+    if kind is int or kind is float or isinstance(value, Decimal):
         return value
     if kind is str:
         text = value.strip(NET_WHITESPACE)
@@ -179,4 +179,7 @@ def value_text(value: object) -> str:
         return "True"
     if value is False:
         return "False"
-    return str(value)
+    text = str(value)
+    if type(value) is not str and ("E" in text or "e" in text) and isinstance(value, Decimal):
+        return format(value, "f")  # .NET decimals print without an exponent
+    return text

@@ -14,10 +14,20 @@ def test_hmac_sha256_hex_with_key_123():
 
 @pytest.mark.parametrize(
     ("reference", "expected"),
-    [("#p1", "#@ID"), ("#", "#"), ("Patient/034AB16", "Patient/@ID"),
-     ("http://example.org/fhir/Observation/apo89654/_history/2", "http://example.org/fhir/Observation/@ID/_history/2"),
-     ("urn:uuid:C757873D-EC9A-4326-A141-556F43239520", "urn:uuid:@ID"), ("urn:oid:1.2.3.4.5", "urn:oid:@ID"),
-     ("034AB16", "@ID"), ("https://my-server.example.org/fhir/Patient/123", "@ID"), ("Patient/a_b", "@ID")],
+    [
+        ("#p1", "#@ID"),
+        ("#", "#"),
+        ("Patient/034AB16", "Patient/@ID"),
+        (
+            "http://example.org/fhir/Observation/apo89654/_history/2",
+            "http://example.org/fhir/Observation/@ID/_history/2",
+        ),
+        ("urn:uuid:C757873D-EC9A-4326-A141-556F43239520", "urn:uuid:@ID"),
+        ("urn:oid:1.2.3.4.5", "urn:oid:@ID"),
+        ("034AB16", "@ID"),
+        ("https://my-server.example.org/fhir/Patient/123", "@ID"),
+        ("Patient/a_b", "@ID"),
+    ],
 )
 def test_reference_id_part(reference, expected):
     assert transform_reference(reference, lambda _: "@ID") == expected
@@ -26,8 +36,14 @@ def test_reference_id_part(reference, expected):
 def test_references_and_ids_hash_consistently_and_label():
     e = engine([rule("Resource.id", "cryptoHash"), rule("nodesByType('Reference').reference", "cryptoHash")])
     patient = e.anonymize({"resourceType": "Patient", "id": "abc"})
-    observation = e.anonymize({"resourceType": "Observation", "status": "final", "code": {"text": "t"},
-                               "subject": {"reference": "Patient/abc"}})
+    observation = e.anonymize(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "t"},
+            "subject": {"reference": "Patient/abc"},
+        }
+    )
     assert patient["id"] == HASH_ABC
     assert observation["subject"]["reference"] == f"Patient/{HASH_ABC}"
     assert patient["meta"]["security"][0]["code"] == "CRYTOHASH"

@@ -7,9 +7,10 @@ from anonymizer.methods.dateshift import DateShiftOffsets, patient_offset
 from tests.helpers import engine, rule
 
 
-@pytest.mark.parametrize(("prefix", "key", "offset"), [("", "dummy", -21), ("example", "123", 41),
-                                                       ("bundle-transaction", "123", 7),
-                                                       ("filename", "123", 4)])
+@pytest.mark.parametrize(
+    ("prefix", "key", "offset"),
+    [("", "dummy", -21), ("example", "123", 41), ("bundle-transaction", "123", 7), ("filename", "123", 4)],
+)
 def test_reference_offset_formula(prefix, key, offset):
     assert DateShiftOffsets(key).offset(prefix) == offset
 
@@ -29,10 +30,12 @@ def test_dates_shift_by_offset_or_fall_back_to_partial_redaction(value, expected
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("2015-02-07T13:28:17-05:00", "2015-01-17T00:00:00-05:00"),
-     ("2015-02-07T13:28:17Z", "2015-01-17T00:00:00Z"),
-     ("2015-02-07T13:28:17.12345-05:00", "2015-01-17T00:00:00.00000-05:00"),
-     ("2015-02-07T13:28-05:00", "2015-01-17")],
+    [
+        ("2015-02-07T13:28:17-05:00", "2015-01-17T00:00:00-05:00"),
+        ("2015-02-07T13:28:17Z", "2015-01-17T00:00:00Z"),
+        ("2015-02-07T13:28:17.12345-05:00", "2015-01-17T00:00:00.00000-05:00"),
+        ("2015-02-07T13:28-05:00", "2015-01-17"),
+    ],
 )
 def test_datetime_time_zeroed_digit_by_digit_offset_kept(value, expected):
     assert _shift(value, "Patient.deceased", "deceasedDateTime") == expected
@@ -41,16 +44,22 @@ def test_datetime_time_zeroed_digit_by_digit_offset_kept(value, expected):
 def test_fixed_offset_needs_no_key():
     from anonymizer import Engine
 
-    e = Engine.from_dict({"fhirPathRules": [rule("Patient.birthDate", "dateShift")],
-                          "parameters": {"dateShiftFixedOffsetInDays": 11}})
+    e = Engine.from_dict(
+        {
+            "fhirPathRules": [rule("Patient.birthDate", "dateShift")],
+            "parameters": {"dateShiftFixedOffsetInDays": 11},
+        }
+    )
     assert e.anonymize({"resourceType": "Patient", "birthDate": "2015-02-07"})["birthDate"] == "2015-02-18"
 
 
 def test_prefix_is_the_id_as_earlier_rules_left_it():
-    raw_id_first = engine([rule("nodesByType('date')", "dateShift"), rule("Resource.id", "cryptoHash")],
-                          dateShiftKey="123")
-    hashed_first = engine([rule("Resource.id", "cryptoHash"), rule("nodesByType('date')", "dateShift")],
-                          dateShiftKey="123")
+    raw_id_first = engine(
+        [rule("nodesByType('date')", "dateShift"), rule("Resource.id", "cryptoHash")], dateShiftKey="123"
+    )
+    hashed_first = engine(
+        [rule("Resource.id", "cryptoHash"), rule("nodesByType('date')", "dateShift")], dateShiftKey="123"
+    )
     patient = {"resourceType": "Patient", "id": "example", "birthDate": "2000-01-01"}
     assert raw_id_first.anonymize(patient)["birthDate"] == "2000-02-11"  # +41
     assert hashed_first.anonymize(patient)["birthDate"] == "1999-12-12"  # -20
@@ -58,8 +67,9 @@ def test_prefix_is_the_id_as_earlier_rules_left_it():
 
 def test_file_scope_uses_the_file_name():
     e = engine([rule("Patient.birthDate", "dateShift")], dateShiftKey="123", dateShiftScope="file")
-    out = e.anonymize({"resourceType": "Patient", "id": "x", "birthDate": "2015-02-07"},
-                      Context(file_name="filename"))
+    out = e.anonymize(
+        {"resourceType": "Patient", "id": "x", "birthDate": "2015-02-07"}, Context(file_name="filename")
+    )
     assert out["birthDate"] == "2015-02-11"  # +4
 
 
@@ -70,10 +80,20 @@ def test_patient_offsets_cover_the_range_evenly_and_never_zero():
 
 
 def test_patient_scope_shifts_every_resource_of_a_patient_alike():
-    e = engine([rule("nodesByType('date')", "dateShift"), rule("nodesByType('dateTime')", "dateShift")],
-               dateShiftKey="a-long-date-shift-key", dateShiftScope="patient")
+    e = engine(
+        [rule("nodesByType('date')", "dateShift"), rule("nodesByType('dateTime')", "dateShift")],
+        dateShiftKey="a-long-date-shift-key",
+        dateShiftScope="patient",
+    )
     patient = e.anonymize({"resourceType": "Patient", "id": "p7", "birthDate": "2000-01-10"})
-    encounter = e.anonymize({"resourceType": "Encounter", "id": "e1", "status": "finished",
-                             "class": {"code": "AMB"}, "subject": {"reference": "Patient/p7"},
-                             "period": {"start": "2000-01-10"}})
+    encounter = e.anonymize(
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "status": "finished",
+            "class": {"code": "AMB"},
+            "subject": {"reference": "Patient/p7"},
+            "period": {"start": "2000-01-10"},
+        }
+    )
     assert patient["birthDate"] == encounter["period"]["start"] != "2000-01-10"

@@ -28,8 +28,12 @@ def test_bad_ciphertext_raises_without_content():
 
 
 def test_encrypt_rule_masks_and_labels():
-    e = Engine.from_dict({"fhirPathRules": [{"path": "Patient.name.family", "method": "encrypt"}],
-                          "parameters": {"encryptKey": KEY}})
+    e = Engine.from_dict(
+        {
+            "fhirPathRules": [{"path": "Patient.name.family", "method": "encrypt"}],
+            "parameters": {"encryptKey": KEY},
+        }
+    )
     out = e.anonymize({"resourceType": "Patient", "name": [{"family": "Doe"}]})
     assert decrypt(out["name"][0]["family"], KEY) == "Doe"
     assert out["meta"]["security"][0]["code"] == "MASKED"

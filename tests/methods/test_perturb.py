@@ -34,12 +34,21 @@ def test_integer_floors():
 
 
 def test_quantity_value_is_perturbed_and_subtree_claimed():
-    e = engine([rule("Observation.value", "perturb", span=0, roundTo=0), rule("nodesByType('Quantity')", "redact")])
-    out = e.anonymize({"resourceType": "Observation", "status": "final", "code": {"text": "t"},
-                       "valueQuantity": {"value": 37.6, "unit": "Cel"}})
+    e = engine(
+        [rule("Observation.value", "perturb", span=0, roundTo=0), rule("nodesByType('Quantity')", "redact")]
+    )
+    out = e.anonymize(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "t"},
+            "valueQuantity": {"value": 37.6, "unit": "Cel"},
+        }
+    )
     assert out["valueQuantity"] == {"value": Decimal(38), "unit": "Cel"}
     assert out["meta"]["security"] == [
-        {"code": "PERTURBED", "display": "exact value is replaced with another exact value"}]
+        {"code": "PERTURBED", "display": "exact value is replaced with another exact value"}
+    ]
 
 
 def test_registered_by_name():
