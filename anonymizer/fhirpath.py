@@ -15,6 +15,8 @@ from antlr4.error.ErrorListener import ErrorListener
 from antlr4.tree.Tree import ParseTreeWalker
 from fhirpathpy.engine import base_invocation_registry, nodes
 from fhirpathpy.engine.invocations.navigation import children as fp_children
+from fhirpathpy.engine.invocations.strings import ensure_string_singleton
+from fhirpathpy.engine.util import get_data
 from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
@@ -113,7 +115,61 @@ def compile_nodes(text: str) -> Callable[[dict], list[nodes.ResourceNode]]:
     return evaluate
 
 
-def compile_values(text: str, *, vars_: dict[str, Any] | None = None) -> Callable[..., list]:
-    """Compile an expression that yields values (generalize cases)."""
+# -- Firely semantics where fhirpathpy differs (the reference evaluates with Firely) --------------
+_NET_GROUP = re.compile(r"\(\?<(?![=!])")
+_NET_REFERENCE = re.compile(r"\$(?:\{(\w+)\}|(\d+)|(\$))")
+
+
+def _dotnet_replacement(replacement: str) -> str:
+    replacement = replacement.replace("\\", "\\\\")  # .NET takes backslashes literally
+    return _NET_REFERENCE.sub(lambda m: "$" if m[3] else f"\\g<{m[1] or m[2]}>", replacement)
+
+
+def _replace_matches(ctx: dict, coll: list, regex: Any, replacement: Any) -> Any:
+    """`replaceMatches` with .NET regular expressions: `(?<name>...)`, `${name}`, `$1`."""
+    text = ensure_string_singleton(coll)
+    if isinstance(regex, list) or isinstance(replacement, list):
+        return []
+    return re.sub(_NET_GROUP.sub("(?P<", regex), _dotnet_replacement(replacement), text)
+
+
+def _no_string_date_comparison(fn: Callable) -> Callable:
+    """Firely refuses to order a string against a date or time; fhirpathpy would convert."""
+
+    def compare(ctx: dict, a: list, b: list) -> Any:
+        if a and b:
+            left, right = get_data(a[0]), get_data(b[0])
+            if (isinstance(left, str) and isinstance(right, nodes.FP_TimeBase)) or (
+                isinstance(right, str) and isinstance(left, nodes.FP_TimeBase)
+            ):
+                raise TypeError("a string cannot be compared with a date or time")
+        return fn(ctx, a, b)
+
+    return compare
+
+
+def _install_firely_semantics() -> None:
+    registry = base_invocation_registry
+    if registry.get("replaceMatches", {}).get("fn") is not _replace_matches:
+        registry["replaceMatches"] = {**registry["replaceMatches"], "fn": _replace_matches}
+        for op in ("<", ">", "<=", ">="):
+            registry[op] = {**registry[op], "fn": _no_string_date_comparison(registry[op]["fn"])}
+
+
+_install_firely_semantics()
+
+
+def fhirpath_value(value: Any, type_name: str) -> Any:
+    """A primitive value as the FHIRPath engine should see it (dates and times typed)."""
+    if type_name in ("date", "dateTime", "instant", "time"):
+        return nodes.ResourceNode.create_node(
+            value, "dateTime" if type_name == "instant" else type_name
+        ).convert_data()
+    return value
+
+
+def compile_on_value(text: str) -> Callable[[Any], list]:
+    """Compile an expression evaluated with a value as `$this` (generalize cases)."""
     strict_parse(text)
-    return fhirpathpy.compile(text, model=R4_MODEL)
+    fn = fhirpathpy.compile(f"select({text})", model=R4_MODEL)
+    return lambda value: fn(value, {})

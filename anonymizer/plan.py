@@ -21,7 +21,7 @@ from typing import Any
 
 from anonymizer.errors import ConfigurationError, InvalidInputError
 from anonymizer.fhirpath import compile_nodes
-from anonymizer.methods.base import Method
+from anonymizer.methods.base import APPLY, CLAIMED, REMOVED, Method
 from anonymizer.methods.dates import DATE_TYPES
 from anonymizer.methods.dateshift import DateShiftMethod
 from anonymizer.paths import BY_TYPE, CHILD, IS_TYPE, RulePath, parse_rule_path
@@ -29,11 +29,8 @@ from anonymizer.r4 import model
 from anonymizer.r4.model import PRIMITIVE, PRIMITIVE_SHADOW, ComplexType, Element
 from anonymizer.r4.primitives import NORMALIZERS
 
-APPLY = 0  # the winning method acts on the node
-CLAIMED = 1  # the node belongs to the winning rule, which leaves it as it is
-
 State = tuple[int, int, bool]  # (rule index, selector position, searching descendants)
-Winner = tuple[int, int] | None  # (rule index, APPLY | CLAIMED)
+Winner = tuple[int, int] | None  # (rule index, APPLY | CLAIMED | REMOVED)
 
 _GENERIC_RESOURCES = ("", "Resource", "DomainResource")
 
@@ -60,6 +57,10 @@ def compile_rules(rules: list[dict], parameters: Any) -> list[CompiledRule]:
         evaluate = compile_nodes(path.expression) if path.kind == "dynamic" else None
         compiled.append(CompiledRule(index, path, method_name, method, evaluate))
     return compiled
+
+
+def _drop(value: Any, state: Any) -> None:
+    return None
 
 
 def _type_matches(node_type: str, wanted: str) -> bool:
@@ -200,16 +201,14 @@ class ResourcePlanBuilder:
     def _child_winner(self, parent: Winner, parent_type: str, matched: set[int]) -> Winner:
         """The rule that reaches a child: the first matching rule unless an earlier one reached
         the parent. Methods that claim a node's subtree (substitute, perturb on numbers and
-        quantities) pass the child on as CLAIMED: it is theirs, and they leave it alone."""
+        quantities) pass the child on as CLAIMED or REMOVED (`Method.child_mode`)."""
         best = min(matched) if matched else None
         if best is not None and (parent is None or best < parent[0]):
             return (best, APPLY)
-        if (
-            parent is not None
-            and parent[1] == APPLY
-            and self.by_index[parent[0]].method.claims_children(parent_type)
-        ):
-            return (parent[0], CLAIMED)
+        if parent is not None and parent[1] == APPLY:
+            mode = self.by_index[parent[0]].method.child_mode(parent_type)
+            if mode is not None:
+                return (parent[0], mode)
         return parent
 
     @staticmethod
@@ -297,6 +296,8 @@ class ResourcePlanBuilder:
         return self._child_winner(winner, element.type_name, set())
 
     def _primitive_action(self, element: Element, parent_type: str, winner: Winner) -> Callable | None:
+        if winner is not None and winner[1] == REMOVED:
+            return _drop
         if winner is None or winner[1] != APPLY:
             return None
         method = self.by_index[winner[0]].method

@@ -138,7 +138,7 @@ class Walk:
             slot = slot.with_winner(self.claims[id(item)])
         result = self.object(item, slot.child)
         if slot.complex_action is not None:
-            result = slot.complex_action(result or {}, self.state) or None
+            result = slot.complex_action(result or {}, self.state, slot, self) or None
         return result
 
     def nested(self, value: Any, slot: Slot, out: dict) -> None:

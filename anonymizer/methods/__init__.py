@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("keep", "redact", "dateshift", "cryptohash", "encrypt", "perturb")
+MODULES = ("keep", "redact", "dateshift", "cryptohash", "encrypt", "perturb", "generalize", "substitute")
 
 
 def load_methods() -> None:

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from anonymizer.config import Parameters
     from anonymizer.r4.model import Element
 
+# How a node reached by a rule is treated (the winner's mode in the plan).
+APPLY = 0  # the winning method acts on the node
+CLAIMED = 1  # the node belongs to the winning rule, which leaves it as it is
+REMOVED = 2  # the node belongs to the winning rule, which removes it
+
 # Label operations (reference section 3.8).
 REDACT = "REDACT"
 ABSTRACT = "ABSTRACT"
@@ -49,8 +54,6 @@ class Method:
 
     name: ClassVar[str] = ""
     registry: ClassVar[dict[str, type[Method]]] = {}
-    # substitute marks the whole subtree of the node it changed as visited.
-    claims_subtree: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -68,6 +71,8 @@ class Method:
     def complex_action(self, element: Element) -> Callable[..., Any] | None:
         return None
 
-    def claims_children(self, type_name: str) -> bool:
-        """Whether acting on a node of this type marks its whole subtree visited."""
-        return self.claims_subtree
+    def child_mode(self, parent_type: str) -> int | None:
+        """How the children of a node of this type are treated once the method acted on it:
+        None lets the method act on them too (the reference's recursion); CLAIMED or REMOVED
+        when the method marks the whole subtree visited."""
+        return None

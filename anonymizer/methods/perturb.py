@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from random import Random
 from typing import Any
 
-from anonymizer.methods.base import PERTURB, Method, PrimitiveAction, ResourceState
+from anonymizer.methods.base import CLAIMED, PERTURB, Method, PrimitiveAction, ResourceState
 from anonymizer.r4.model import Element
 
 NUMBER_TYPES = frozenset({"decimal", "integer", "positiveInt", "unsignedInt"})
@@ -54,8 +54,9 @@ class PerturbMethod(Method):
             return whole
         return result
 
-    def claims_children(self, type_name: str) -> bool:
-        return type_name in NUMBER_TYPES or type_name in QUANTITY_TYPES
+    def child_mode(self, parent_type: str) -> int | None:
+        # Perturbing a number or a quantity marks its whole subtree visited.
+        return CLAIMED if parent_type in NUMBER_TYPES or parent_type in QUANTITY_TYPES else None
 
     def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
         if element.type_name not in NUMBER_TYPES:
@@ -68,11 +69,11 @@ class PerturbMethod(Method):
 
         return perturb_number
 
-    def complex_action(self, element: Element) -> Callable[[dict, ResourceState], dict] | None:
+    def complex_action(self, element: Element) -> Callable[..., dict] | None:
         if element.type_name not in QUANTITY_TYPES:
             return None
 
-        def perturb_quantity(node: dict, state: ResourceState) -> dict:
+        def perturb_quantity(node: dict, state: ResourceState, *_: Any) -> dict:
             value = node.get("value")
             if value is not None:
                 node["value"] = self.perturb(value, "decimal")

@@ -1,0 +1,84 @@
+"""generalize: the first of the rule's `cases` whose predicate holds for the value replaces it with
+its expression's result; otherwise `otherValues` redacts (default) or keeps it (reference section
+4.8). Cases are FHIRPath with the value as `$this`, compiled once per configuration, evaluated
+with Firely's semantics: an empty predicate result counts as true."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from anonymizer import jsonc
+from anonymizer.errors import ConfigurationError, ProcessingError
+from anonymizer.fhirpath import compile_on_value, fhirpath_value
+from anonymizer.methods.base import GENERALIZE, Method, PrimitiveAction, ResourceState
+from anonymizer.r4.model import Element
+
+
+def _predicate(result: list) -> bool:
+    """Firely's Predicate: empty -> true; a single boolean -> itself; anything else -> true."""
+    if len(result) == 1 and isinstance(result[0], bool):
+        return result[0]
+    return True
+
+
+def _scalar(result: list) -> Any:
+    if not result:
+        return None
+    if len(result) > 1:
+        raise ProcessingError("A generalize case returned more than one value")
+    value = result[0]
+    if hasattr(value, "asStr"):  # a FHIRPath date, dateTime or time: the text as written
+        return value.asStr
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+class GeneralizeMethod(Method):
+    name = "generalize"
+
+    def __init__(self, rule: dict, parameters, rule_index: int) -> None:
+        super().__init__(rule, parameters, rule_index)
+        cases = rule["cases"]
+        if isinstance(cases, str):
+            cases = jsonc.loads(cases)
+        self.cases: list[tuple[Callable, Callable]] = [
+            (compile_on_value(predicate), compile_on_value(str(expression)))
+            for predicate, expression in cases.items()
+        ]
+        self.keep_others = str(rule.get("otherValues", "redact")).lower() == "keep"
+
+    def generalize(self, value: Any, type_name: str) -> Any:
+        subject = fhirpath_value(value, type_name)
+        try:
+            for predicate, expression in self.cases:
+                if _predicate(predicate(subject)):
+                    return _scalar(expression(subject))
+        except ProcessingError:
+            raise
+        except Exception:
+            # An evaluation error (e.g. comparing a string with a number) is the one error the
+            # reference lets `processingErrors: skip` skip. Its text may quote the value: dropped.
+            raise ProcessingError("A generalize case could not be evaluated on a value") from None
+        return value if self.keep_others else None
+
+    def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
+        type_name = element.type_name
+
+        def generalize_value(value: Any, state: ResourceState) -> Any:
+            state.ops.add(GENERALIZE)
+            return self.generalize(value, type_name)
+
+        return generalize_value
+
+    def complex_action(self, element: Element) -> Callable[..., Any] | None:
+        path = self.rule.get("path")
+
+        def not_applicable(*_: Any) -> None:
+            raise ConfigurationError(
+                f"Generalization is not applicable on a {element.type_name} node at {path}"
+            )
+
+        return not_applicable
