@@ -148,10 +148,23 @@ def _no_string_date_comparison(fn: Callable) -> Callable:
     return compare
 
 
+def _to_string(ctx: dict, coll: list) -> Any:
+    """`toString()` of a date or time is its text as written (fhirpathpy fills in parts)."""
+    if len(coll) != 1:
+        return []
+    value = get_data(coll[0])
+    if isinstance(value, nodes.FP_TimeBase):
+        return value.asStr
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _install_firely_semantics() -> None:
     registry = base_invocation_registry
     if registry.get("replaceMatches", {}).get("fn") is not _replace_matches:
         registry["replaceMatches"] = {**registry["replaceMatches"], "fn": _replace_matches}
+        registry["toString"] = {**registry["toString"], "fn": _to_string}
         for op in ("<", ">", "<=", ">="):
             registry[op] = {**registry[op], "fn": _no_string_date_comparison(registry[op]["fn"])}
 

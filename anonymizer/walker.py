@@ -136,10 +136,9 @@ class Walk:
             return None
         if self.claims and id(item) in self.claims:
             slot = slot.with_winner(self.claims[id(item)])
-        result = self.object(item, slot.child)
-        if slot.complex_action is not None:
-            result = slot.complex_action(result or {}, self.state, slot, self) or None
-        return result
+        if slot.complex_action is not None:  # the method takes the whole node (and its walk)
+            return slot.complex_action(item, slot, self)
+        return self.object(item, slot.child)
 
     def nested(self, value: Any, slot: Slot, out: dict) -> None:
         builder = slot.builder

@@ -206,3 +206,20 @@ def test_validate_reports_typos_and_missing_keys(tmp_path, capsys, caplog):
     assert "notAvaliable" in out and "ANONYMIZER_CRYPTO_HASH_KEY" in out
     good = _write_config(tmp_path, {"fhirPathRules": [{"path": "Patient.name", "method": "redact"}]})
     assert main(["validate", "-c", str(good)]) == 0
+
+
+def test_validate_reports_unknown_methods_and_weak_keys(tmp_path, capsys):
+    config = _write_config(
+        tmp_path,
+        {
+            "fhirPathRules": [
+                {"path": "Patient.name", "method": "mask"},
+                {"path": "Resource.id", "method": "cryptoHash"},
+            ],
+            "parameters": {"cryptoHashKey": "short"},
+        },
+    )
+    assert main(["validate", "-c", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert "Anonymization method MASK not supported" in out
+    assert "cryptoHashKey is shorter than 16 bytes" in out and "short\n" not in out

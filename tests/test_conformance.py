@@ -255,3 +255,81 @@ def test_vectors_engine_byte_exact():
     text = json.dumps(section["patient_sample"])
     assert engine.anonymize_json(text) == section["expected_compact"]
     assert engine.anonymize_json(text, pretty=True) == section["expected_pretty"]
+
+
+def _generalize(cases, other_values: str):
+    rule = {"cases": cases, "otherValues": other_values}
+    return _method("generalize", rule)
+
+
+def _expected(value):
+    if isinstance(value, str) and value.endswith(" (decimal)"):
+        return Decimal(value.split()[0])
+    return value
+
+
+def test_vectors_generalize():
+    section = _vectors()["generalize"]
+    failures = []
+    for name, data in section["sets"].items():
+        cases = data.get("cases") or json.loads(data["cases_json_text"])
+        for type_name, value, expected, other_values in data["vectors"]:
+            method = _generalize(cases, other_values)
+            state = ResourceState()
+            result = method.primitive_action(_element(type_name), "Patient")(value, state)
+            if result != _expected(expected) or state.ops != {"GENERALIZE"}:
+                failures.append((name, type_name, value, expected, result))
+    assert failures == []
+    for type_name, value, cases in section["must_raise_processing_exception"]:
+        with pytest.raises(ProcessingError):
+            _generalize(cases, "redact").primitive_action(_element(type_name), "Patient")(
+                value, ResourceState()
+            )
+
+
+def test_vectors_generalize_rejects_complex_nodes():
+    engine = Engine.from_dict(
+        {"fhirPathRules": [{"path": "Patient.address", "method": "generalize", "cases": {"true": "'x'"}}]}
+    )
+    with pytest.raises(ConfigurationError):
+        engine.anonymize({"resourceType": "Patient", "address": [{"city": "c"}]})
+
+
+def _substitute_engine(path: str, replacement, earlier: list[dict] = ()) -> Engine:
+    rules = [*earlier, {"path": path, "method": "substitute", "replaceWith": replacement}]
+    return Engine.from_dict({"fhirPathRules": rules})
+
+
+ELEMENT_OF = {"Address": "address", "HumanName": "name", "ContactPoint": "telecom"}
+
+
+def test_vectors_substitute():
+    section = _vectors()["substitute"]
+    for type_name, value, replacement, _note in section["primitive"]:
+        action = _method(
+            "substitute",
+            {
+                "replaceWith": None
+                if replacement is None
+                else ("" if replacement == "string.Empty" else replacement)
+            },
+        ).primitive_action(_element(type_name), "Patient")
+        expected = {None: None, "string.Empty": "", False: "False", 1: "1"}.get(replacement, replacement)
+        assert action(value, ResourceState()) == expected
+    for vector in section["complex_expected_pretty_json_unnormalised"]:
+        element = ELEMENT_OF[vector["type"]]
+        engine = _substitute_engine(f"Patient.{element}", vector["replaceWith"])
+        out = engine.anonymize({"resourceType": "Patient", element: [vector["input"]]})
+        node = out.get(element, [{}])[0]
+        assert json.dumps(node, indent=2) == vector["expected"]
+    for vector in section["conflict_rules"]:
+        element = ELEMENT_OF[vector["type"]]
+        earlier = [{"path": f"Patient.{element}.{vector['visited']}", "method": "keep"}]
+        engine = _substitute_engine(f"Patient.{element}", vector["replaceWith"], earlier)
+        out = engine.anonymize({"resourceType": "Patient", element: [vector["input"]]})
+        assert out[element][0] == vector["expected"]
+    for type_name, replacement in section["must_raise_format_exception"]:
+        element = ELEMENT_OF[type_name]
+        engine = _substitute_engine(f"Patient.{element}", replacement)
+        with pytest.raises(ConfigurationError):
+            engine.anonymize({"resourceType": "Patient", element: [{"text": "x"}]})

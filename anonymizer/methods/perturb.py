@@ -8,10 +8,14 @@ import secrets
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anonymizer.methods.base import CLAIMED, PERTURB, Method, PrimitiveAction, ResourceState
 from anonymizer.r4.model import Element
+
+if TYPE_CHECKING:
+    from anonymizer.plan import Slot
+    from anonymizer.walker import Walk
 
 NUMBER_TYPES = frozenset({"decimal", "integer", "positiveInt", "unsignedInt"})
 INTEGER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
@@ -73,11 +77,13 @@ class PerturbMethod(Method):
         if element.type_name not in QUANTITY_TYPES:
             return None
 
-        def perturb_quantity(node: dict, state: ResourceState, *_: Any) -> dict:
-            value = node.get("value")
-            if value is not None:
-                node["value"] = self.perturb(value, "decimal")
-                state.ops.add(PERTURB)
+        def perturb_quantity(item: Any, slot: Slot, walk: Walk) -> dict | None:
+            node = walk.object(item, slot.child)
+            value_slot = slot.child["value"]
+            reached_earlier = value_slot.winner is not None and value_slot.winner[0] < self.rule_index
+            if node and node.get("value") is not None and not reached_earlier:
+                node["value"] = self.perturb(node["value"], "decimal")
+                walk.state.ops.add(PERTURB)
             return node
 
         return perturb_quantity

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from anonymizer.errors import ConfigurationError, InvalidInputError
 from anonymizer.methods.base import CLAIMED, REMOVED, SUBSTITUTE, Method, PrimitiveAction, ResourceState
-from anonymizer.r4.model import PRIMITIVE_TYPES, Element
+from anonymizer.r4.model import PRIMITIVE, PRIMITIVE_TYPES, Element
 
 if TYPE_CHECKING:
     from anonymizer.plan import PlanNode, Slot
@@ -50,19 +50,23 @@ class SubstituteMethod(Method):
 
     def complex_action(self, element: Element) -> Callable[..., Any] | None:
         replacement = self.replacement
+        path = self.rule.get("path")
         if isinstance(replacement, str):
             try:
                 replacement = json.loads(replacement)
             except ValueError:
-                replacement = None if not replacement.strip() else replacement
+                replacement = ""
         if replacement is None:
             replacement = {}
-        path = self.rule.get("path")
-        if not isinstance(replacement, dict):
+
+        def not_an_object(*_: Any) -> None:
             raise ConfigurationError(f"The replaceWith value at {path} is not a {element.type_name} object")
+
+        if not isinstance(replacement, dict):
+            return not_an_object  # fails when such a node is met, as the reference does
         rule_index = self.rule_index
 
-        def substitute_node(node: dict, state: ResourceState, slot: Slot, walk: Walk) -> dict | None:
+        def substitute_node(item: Any, slot: Slot, walk: Walk) -> dict | None:
             untouched = slot.builder.node(slot.child.ctype, frozenset(), None)
             try:
                 parsed = walk.object(replacement, untouched) or {}
@@ -70,93 +74,100 @@ class SubstituteMethod(Method):
                 raise ConfigurationError(
                     f"The replaceWith value at {path} is not a valid {element.type_name}"
                 ) from None
-            state.ops.add(SUBSTITUTE)
-            return _merge(node, slot.child, parsed, rule_index) or None
+            walk.state.ops.add(SUBSTITUTE)
+            if type(item) is not dict:
+                raise InvalidInputError("The input FHIR resource is invalid: an object was expected")
+            return _Merge(walk, rule_index).node(item, slot.child, parsed) or None
 
         return substitute_node
 
 
 # -- merging a replacement into a node, keeping what earlier rules decided ---------------------------
-def _visited(slot: Slot, rule_index: int) -> bool:
-    """Reached by an earlier rule (whose decision the walk already applied)."""
-    return slot.winner is not None and slot.winner[0] < rule_index
+class _Merge:
+    """The reference's merge, on the input node: children an earlier rule reached are walked (so
+    that rule's decision applies) and kept; children holding such nodes (the "keep set") are
+    merged further; everything else comes from the replacement."""
 
+    def __init__(self, walk: Walk, rule_index: int) -> None:
+        self.walk = walk
+        self.rule_index = rule_index
 
-def _has_visited(item: Any, node: PlanNode, rule_index: int) -> bool:
-    """In the reference's "keep set": the item holds something an earlier rule reached."""
-    if type(item) is not dict:
+    def reached_earlier(self, parent: dict, key: str, index: int | None, item: Any, slot: Slot) -> bool:
+        if slot.winner is not None and slot.winner[0] < self.rule_index:
+            return True
+        claims = self.walk.claims
+        if claims:
+            claim = claims.get(id(item)) if type(item) is dict else claims.get((id(parent), key, index))
+            return claim is not None and claim < self.rule_index
         return False
-    for key, value in item.items():
-        slot = node[key]
-        if _visited(slot, rule_index):
-            return True
+
+    def holds_earlier(self, item: Any, node: PlanNode | None) -> bool:
+        if node is None or type(item) is not dict:
+            return False
+        for key, value in item.items():
+            slot = node[key]
+            child = slot.shadow if key.startswith("_") else slot.child
+            for index, element in _indexed(value):
+                if self.reached_earlier(item, key, index, element, slot) or self.holds_earlier(
+                    element, child
+                ):
+                    return True
+        return False
+
+    def keep(self, parent: dict, key: str, index: int | None, item: Any, slot: Slot) -> Any:
+        """Walk an item an earlier rule reached, so that rule's decision applies."""
+        walk = self.walk
+        if key.startswith("_"):
+            return walk.object(item, slot.shadow)
+        if slot.kind == PRIMITIVE:
+            return walk.primitive_value(parent, key, index, item, slot)
+        return walk.complex_item(parent, key, index, item, slot)
+
+    def node(self, existing: dict, node: PlanNode, replacement: dict) -> dict:
+        out: dict = {}
+        for key, value in existing.items():
+            slot = node[key]
+            if key in replacement:
+                merged = self.pair(existing, key, value, replacement[key], slot)
+            else:
+                merged = self.pair(existing, key, value, _MISSING, slot)
+            if merged is not None:
+                out[key] = merged
+        for key, value in replacement.items():
+            if key not in existing:
+                out[key] = value
+        return out
+
+    def pair(self, parent: dict, key: str, value: Any, replacement: Any, slot: Slot) -> Any:
+        replacing = [] if replacement is _MISSING else _items(replacement)
         child = slot.shadow if key.startswith("_") else slot.child
-        if child is not None and any(_has_visited(v, child, rule_index) for v in _items(value)):
-            return True
-    return False
+        out = []
+        existing = _indexed(value)
+        for index, item in existing:
+            if self.reached_earlier(parent, key, index, item, slot):
+                out.append(self.keep(parent, key, index, item, slot))  # consumes its pair
+            elif (index or 0) < len(replacing):
+                paired = replacing[index or 0]
+                out.append(self.node(item, child, paired) if _both_objects(item, paired, child) else paired)
+            elif self.holds_earlier(item, child):
+                out.append(self.node(item, child, {}) or None)
+        out.extend(replacing[len(existing) :])  # surplus replacement items are appended
+        out = [item for item in out if item is not None]
+        if not out:
+            return None
+        return out if slot.element.is_list else out[0]
+
+
+_MISSING = object()
 
 
 def _items(value: Any) -> list:
     return value if type(value) is list else [value]
 
 
-def _child_plan(slot: Slot, key: str) -> PlanNode | None:
-    return slot.shadow if key.startswith("_") else slot.child
+def _indexed(value: Any) -> list[tuple[int | None, Any]]:
+    return list(enumerate(value)) if type(value) is list else [(None, value)]
 
 
-def _merge(existing: dict, node: PlanNode, replacement: dict, rule_index: int) -> dict:
-    out: dict = {}
-    for key, value in existing.items():
-        slot = node[key]
-        if key in replacement:
-            merged = _pair(value, replacement[key], slot, key, rule_index)
-        else:
-            merged = _keep_visited(value, slot, key, rule_index)
-        if merged is not None:
-            out[key] = merged
-    for key, value in replacement.items():
-        if key not in existing:
-            out[key] = value
-    return out
-
-
-def _pair(value: Any, replacement: Any, slot: Slot, key: str, rule_index: int) -> Any:
-    existing, replacing = _items(value), _items(replacement)
-    child = _child_plan(slot, key)
-    visited = _visited(slot, rule_index)
-    out = []
-    for index, item in enumerate(existing):
-        if visited:
-            out.append(item)  # left alone, and it consumes its paired replacement item
-        elif index < len(replacing):
-            out.append(_substitute_item(item, replacing[index], child, rule_index))
-        elif child is not None and _has_visited(item, child, rule_index):
-            out.append(_substitute_item(item, {}, child, rule_index))
-    out.extend(replacing[len(existing) :])
-    out = [item for item in out if item is not None]
-    if not out:
-        return None
-    return out if type(value) is list or type(replacement) is list or len(out) > 1 else out[0]
-
-
-def _keep_visited(value: Any, slot: Slot, key: str, rule_index: int) -> Any:
-    if _visited(slot, rule_index):
-        return value
-    child = _child_plan(slot, key)
-    if child is None:
-        return None
-    kept = [
-        _substitute_item(item, {}, child, rule_index)
-        for item in _items(value)
-        if _has_visited(item, child, rule_index)
-    ]
-    kept = [item for item in kept if item]
-    if not kept:
-        return None
-    return kept if type(value) is list else kept[0]
-
-
-def _substitute_item(item: Any, replacement: Any, child: PlanNode | None, rule_index: int) -> Any:
-    if child is None or type(item) is not dict or type(replacement) is not dict:
-        return replacement
-    return _merge(item, child, replacement, rule_index) or None
+def _both_objects(item: Any, replacement: Any, child: PlanNode | None) -> bool:
+    return child is not None and type(item) is dict and type(replacement) is dict
