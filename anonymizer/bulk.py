@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anonymizer import jsonio
-from anonymizer.engine import Context, Engine
-from anonymizer.errors import AnonymizerError, ConfigurationError, InvalidInputError
+from anonymizer.engine import Context, Engine, parse_document
+from anonymizer.errors import AnonymizerError, ConfigurationError
 from anonymizer.stream import LineFault, anonymize_stream
 from anonymizer.summary import Summary
 
@@ -133,13 +133,11 @@ def anonymize_json_file(engine: Engine, source: Path, target: Path, context: Con
     summary.lines = 1
     data = source.read_bytes()
     summary.input_bytes = len(data)
-    try:
-        resource = jsonio.loads(data.removeprefix(b"\xef\xbb\xbf"))
-    except ValueError:
-        raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_json") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    resource = parse_document(data)
     if type(resource) is dict:
         summary.count_input(resource.get("resourceType"))
-    result = engine.anonymize(resource, context)
+    result = engine.anonymize(resource, context, source=data)
     text = jsonio.dumps_pretty(result)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(target)

@@ -85,8 +85,21 @@ class Engine:
             self._plans[resource_type] = plan
         return plan
 
-    def anonymize(self, resource: dict, context: Context | None = None) -> dict:
-        """Anonymize one resource (a Bundle or a resource with contained ones included)."""
+    def anonymize(self, resource: dict, context: Context | None = None, *,
+                  source: bytes | None = None) -> dict:
+        """Anonymize one resource (a Bundle or a resource with contained ones included).
+        `source` is the JSON text it was parsed from with `jsonio.loads`, if any: numbers orjson
+        would not reproduce are then taken from it."""
+        try:
+            return self._anonymize(resource, context)
+        except jsonio.InexactNumber:
+            if source is not None:
+                exact = jsonio.loads_exact(source)
+            else:  # no text: floats are written in their shortest form
+                exact = jsonio.exact_floats(resource)
+            return self._anonymize(exact, context)
+
+    def _anonymize(self, resource: dict, context: Context | None) -> dict:
         state = ResourceState()
         if context is not None:
             state.file_name = context.file_name
@@ -100,17 +113,29 @@ class Engine:
                 return empty_resource(resource["resourceType"])
             raise
 
-    def anonymize_json(
-        self, text: str | bytes, context: Context | None = None, *, pretty: bool = False
-    ) -> str:
+    def anonymize_json(self, text: str | bytes, context: Context | None = None, *,
+                       pretty: bool = False) -> str:
         """JSON text in, JSON text out (compact, or pretty as the reference's JSON mode)."""
-        try:
-            resource = jsonio.loads(text)
-        except ValueError:
-            raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_json") from None
-        result = self.anonymize(resource, context)
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        resource = parse_document(data)
+        result = self.anonymize(resource, context, source=data)
         dump = jsonio.dumps_pretty if pretty else jsonio.dumps_compact
         return dump(result).decode("utf-8")
+
+
+def parse_document(data: bytes) -> Any:
+    """Parse JSON text; InvalidInputError (raised outside the decoder's except block, so no
+    decoder error holding the text rides along as its context) when it is not JSON."""
+    try:
+        resource = jsonio.loads(data)
+    except ValueError:
+        resource = _NOT_JSON
+    if resource is _NOT_JSON:
+        raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_json")
+    return resource
+
+
+_NOT_JSON = object()
 
 
 def is_empty_resource(resource: dict) -> bool:

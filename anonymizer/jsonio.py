@@ -1,10 +1,14 @@
-"""Bytes <-> resource dicts, keeping numbers exactly as written.
+"""Bytes <-> resource dicts, keeping numbers as written.
 
-orjson is the fast path. It turns `1.50` into 1.5 and integers beyond 64 bits into floats, so a
-line holding a number whose text orjson would not reproduce takes an exact path (the standard
-library parser with Decimal floats); Decimals are written back from their text through
-orjson.Fragment. The test for such numbers is a cheap byte search that may send harmless lines to
-the exact path but never misses one.
+orjson is the fast path. It would write `1.50` as 1.5, integers beyond 64 bits and tiny or huge
+values in exponent form, so such lines take an exact path (the standard library parser, numbers
+kept with their text) and are written back through orjson.Fragment. Finding them costs two checks:
+- on the raw line, two byte patterns anchored on '.' (fast): a fraction ending in 0, and a long
+  fraction whose text is then compared with its float's shortest form;
+- in the walk, `check_float` on every float a decimal element holds: integral, tiny, huge or long
+  values raise InexactNumber, and the caller parses the line again on the exact path.
+Numbers written with an exponent come out in plain decimal notation, as the reference's .NET
+decimals print them (`1e2` -> `100`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,34 @@ from typing import Any
 
 import orjson
 
-# A fraction ending in 0, an exponent, 16+ digits in a row, or a small number repr would print
-# in exponent form. Digits inside strings (dates, ids) may trigger it too; that only costs speed.
-_RISKY_NUMBER = re.compile(rb"\.\d*0(?!\d)|\d[eE][-+]?\d|\d{16}|0\.0000|-0(?![.\d])")
+_END = rb"[ \t\r\n]*[,}\]]"
+_TRAILING_ZERO = re.compile(rb"\.\d*0" + _END)
+_LONG_FRACTION = re.compile(rb"\.\d{11}")
+_LONG_NUMBER = re.compile(rb"[:,\[][ \t\r\n]*(-?\d+\.\d{11,})" + _END)
+
+
+class InexactNumber(Exception):
+    """A float whose text orjson may not reproduce: parse the line on the exact path."""
+
+
+def check_float(value: float) -> float:
+    magnitude = abs(value)
+    if (
+        value.is_integer()
+        or magnitude < 1e-4
+        or magnitude >= 1e16
+        or (magnitude >= 1e5 and len(repr(value)) > 16)
+    ):
+        raise InexactNumber
+    return value
+
+
+def needs_exact_path(data: bytes) -> bool:
+    if _TRAILING_ZERO.search(data) is not None:
+        return True
+    if _LONG_FRACTION.search(data) is None:
+        return False
+    return any(repr(float(m[1])).encode() != m[1] for m in _LONG_NUMBER.finditer(data))
 
 
 class RawNumber(Decimal):
@@ -28,36 +57,46 @@ class RawNumber(Decimal):
 
     def __new__(cls, text: str) -> RawNumber:
         number = super().__new__(cls, text)
-        number.text = text
+        number.text = text if "e" not in text and "E" not in text else format(number, "f")
         return number
+
+
+def _exact_int(text: str) -> int | Decimal:
+    # orjson writes integers up to 64 bits; larger ones go out through a Fragment.
+    return int(text) if len(text) < 19 else RawNumber(text)
+
+
+def loads_exact(data: bytes | str) -> Any:
+    return json.loads(data, parse_float=RawNumber, parse_int=_exact_int)
+
+
+def loads(line: bytes | str) -> Any:
+    """Parse one JSON document. Raises ValueError (orjson.JSONDecodeError is one) on bad JSON."""
+    data = line.encode("utf-8") if isinstance(line, str) else line
+    if needs_exact_path(data):
+        return loads_exact(data)
+    return orjson.loads(data)
+
+
+def exact_floats(value: Any) -> Any:
+    """A parsed document with floats turned into Decimals of their shortest text (for documents
+    that arrive parsed, without their text)."""
+    if type(value) is dict:
+        return {k: exact_floats(v) for k, v in value.items()}
+    if type(value) is list:
+        return [exact_floats(v) for v in value]
+    if type(value) is float:
+        return RawNumber(repr(value))
+    return value
 
 
 def _exact_default(value: Any) -> Any:
     if type(value) is RawNumber:
         return orjson.Fragment(value.text)
     if isinstance(value, Decimal):
-        return orjson.Fragment(_decimal_text(value))
+        text = str(value)
+        return orjson.Fragment(format(value, "f") if "E" in text else text)
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def _decimal_text(value: Decimal) -> str:
-    text = str(value)
-    if "E" in text or "e" in text:  # .NET prints decimals without exponent
-        text = format(value, "f")
-    return text
-
-
-def loads(line: bytes | str) -> Any:
-    """Parse one JSON document. Raises ValueError (orjson.JSONDecodeError is one) on bad JSON."""
-    data = line.encode("utf-8") if isinstance(line, str) else line
-    if _RISKY_NUMBER.search(data) is None:
-        return orjson.loads(data)
-    return json.loads(data, parse_float=RawNumber, parse_int=_exact_int)
-
-
-def _exact_int(text: str) -> int | Decimal:
-    # orjson writes integers up to 64 bits; larger ones go out through a Fragment.
-    return int(text) if len(text) < 19 else RawNumber(text)
 
 
 # Newtonsoft escapes these three; orjson writes them as they are.
@@ -69,6 +108,8 @@ _NEWTONSOFT_ESCAPES = (
 
 
 def _escape(data: bytes) -> bytes:
+    if data.isascii():
+        return data
     for raw, escaped in _NEWTONSOFT_ESCAPES:
         if raw in data:
             data = data.replace(raw, escaped)

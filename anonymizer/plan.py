@@ -83,6 +83,7 @@ class Slot:
         "child",
         "complex_action",
         "element",
+        "is_list",
         "json_key",
         "kind",
         "normalize",
@@ -97,6 +98,7 @@ class Slot:
         self.element = element
         self.kind = kind
         self.json_key = element.json_key
+        self.is_list = element.is_list
         self.shadow_key = "_" + element.json_key
         self.winner: Winner = None
         self.action: Callable | None = None

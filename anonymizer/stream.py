@@ -146,7 +146,7 @@ class StreamRun:
             return self._fault(fault)
         summary.count_input(resource.get("resourceType"))
         try:
-            result = self.engine.anonymize(resource, self.context)
+            result = self.engine.anonymize(resource, self.context, source=line)
         except InvalidInputError as exc:
             fault = exc.kind
         if fault is not None:

@@ -17,7 +17,6 @@ from anonymizer.labels import add_security_labels
 from anonymizer.methods.base import ResourceState
 from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
-from anonymizer.r4.primitives import trim
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,20 +101,38 @@ class Walk:
             raise InvalidInputError(_NOT_OBJECT)
         if out is None:
             out = {}
+        state = self.state
+        plain = not self.claims  # no dynamic rule matched in this resource
         for key, value in obj.items():
             slot = node[key]
             kind = slot.kind
             if kind == PRIMITIVE:
-                self.primitive(obj, key, value, slot, out)
+                # The hot path: one value, no `_x` shadow, no dynamic rule.
+                if plain and not slot.is_list and slot.shadow_key not in obj and type(value) is not list:
+                    if value is not None:
+                        value = slot.normalize(value)
+                        if value is not None:
+                            action = slot.action
+                            if action is not None:
+                                value = action(value, state)
+                            if value is not None:
+                                out[key] = value
+                else:
+                    self.primitive(obj, key, value, slot, out)
             elif kind == COMPLEX:
-                self.complex(obj, key, value, slot, out)
+                if plain and type(value) is dict and slot.complex_action is None:
+                    result = self.object(value, slot.child)
+                    if result is not None:
+                        out[key] = [result] if slot.is_list else result
+                else:
+                    self.complex(obj, key, value, slot, out)
             elif kind == RESOURCE:
                 self.nested(value, slot, out)
             # resourceType (written first by the caller) and fhir_comments (dropped) remain
         return out or None
 
     def complex(self, obj: dict, key: str, value: Any, slot: Slot, out: dict) -> None:
-        if slot.element.is_list:
+        if slot.is_list:
             items = value if type(value) is list else [value]
             results = []
             for index, item in enumerate(items):
@@ -166,7 +183,7 @@ class Walk:
             value = obj.get(main)
             if main in obj and _comes_before(obj, main, shadow_key):
                 return  # written with the value
-        if slot.element.is_list:
+        if slot.is_list:
             self.primitive_list(obj, value, shadow, slot, out)
             return
         if type(value) is list:
@@ -193,8 +210,6 @@ class Walk:
         action = slot.action
         if action is not None:
             value = action(value, self.state)
-            if type(value) is str:
-                value = trim(value) or None
         return value
 
     def primitive_list(self, obj: dict, values: Any, shadows: Any, slot: Slot, out: dict) -> None:

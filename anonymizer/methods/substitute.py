@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from anonymizer.errors import ConfigurationError, InvalidInputError
 from anonymizer.methods.base import CLAIMED, REMOVED, SUBSTITUTE, Method, PrimitiveAction, ResourceState
 from anonymizer.r4.model import PRIMITIVE, PRIMITIVE_TYPES, Element
+from anonymizer.r4.primitives import trim
 
 if TYPE_CHECKING:
     from anonymizer.plan import PlanNode, Slot
@@ -24,7 +25,7 @@ def _net_text(value: Any) -> str | None:
         return str(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, indent=2, ensure_ascii=False)
-    return str(value)
+    return trim(str(value))  # the writer trims strings
 
 
 class SubstituteMethod(Method):

@@ -14,6 +14,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from anonymizer.errors import InvalidInputError
+from anonymizer.jsonio import check_float
 
 # .NET String.Trim() removes Unicode White_Space per char.IsWhiteSpace; Python's str.strip() would
 # also strip U+001C..U+001F, so the set is explicit.
@@ -82,7 +83,9 @@ def _integer(value: object) -> int | None:
 
 def _decimal(value: object) -> object:
     kind = type(value)
-    if kind is int or kind is float or isinstance(value, Decimal):
+    if kind is float:
+        return check_float(value)
+    if kind is int or isinstance(value, Decimal):
         return value
     if kind is str:
         text = value.strip(NET_WHITESPACE)
