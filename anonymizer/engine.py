@@ -85,8 +85,9 @@ class Engine:
             self._plans[resource_type] = plan
         return plan
 
-    def anonymize(self, resource: dict, context: Context | None = None, *,
-                  source: bytes | None = None) -> dict:
+    def anonymize(
+        self, resource: dict, context: Context | None = None, *, source: bytes | None = None
+    ) -> dict:
         """Anonymize one resource (a Bundle or a resource with contained ones included).
         `source` is the JSON text it was parsed from with `jsonio.loads`, if any: numbers orjson
         would not reproduce are then taken from it."""
@@ -113,8 +114,9 @@ class Engine:
                 return empty_resource(resource["resourceType"])
             raise
 
-    def anonymize_json(self, text: str | bytes, context: Context | None = None, *,
-                       pretty: bool = False) -> str:
+    def anonymize_json(
+        self, text: str | bytes, context: Context | None = None, *, pretty: bool = False
+    ) -> str:
         """JSON text in, JSON text out (compact, or pretty as the reference's JSON mode)."""
         data = text.encode("utf-8") if isinstance(text, str) else text
         resource = parse_document(data)

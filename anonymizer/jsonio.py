@@ -22,8 +22,9 @@ import orjson
 
 _END = rb"[ \t\r\n]*[,}\]]"
 _TRAILING_ZERO = re.compile(rb"\.\d*0" + _END)
-_LONG_FRACTION = re.compile(rb"\.\d{11}")
-_LONG_NUMBER = re.compile(rb"[:,\[][ \t\r\n]*(-?\d+\.\d{11,})" + _END)
+_LONG_FRACTION = re.compile(rb"\.\d{11,}")
+_DIGITS = frozenset(b"0123456789-")
+_BEFORE = frozenset(b":,[ \t\r\n")
 
 
 class InexactNumber(Exception):
@@ -45,9 +46,16 @@ def check_float(value: float) -> float:
 def needs_exact_path(data: bytes) -> bool:
     if _TRAILING_ZERO.search(data) is not None:
         return True
-    if _LONG_FRACTION.search(data) is None:
-        return False
-    return any(repr(float(m[1])).encode() != m[1] for m in _LONG_NUMBER.finditer(data))
+    for m in _LONG_FRACTION.finditer(data):
+        start = m.start()
+        while start and data[start - 1] in _DIGITS:
+            start -= 1
+        if start and data[start - 1] not in _BEFORE:
+            continue  # inside a string
+        token = data[start : m.end()]
+        if repr(float(token)).encode() != token:
+            return True
+    return False
 
 
 class RawNumber(Decimal):

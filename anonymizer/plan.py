@@ -118,7 +118,7 @@ class Slot:
 class PlanNode(dict):
     """Slots by JSON key, built on first use. Unknown keys are invalid FHIR."""
 
-    __slots__ = ("builder", "ctype", "is_resource", "states", "winner")
+    __slots__ = ("builder", "ctype", "is_resource", "shapes", "states", "winner")
 
     def __init__(
         self,
@@ -134,6 +134,7 @@ class PlanNode(dict):
         self.winner = winner
         self.builder = builder
         self.is_resource = is_resource
+        self.shapes: dict[tuple[str, ...], Callable] = {}  # generated walk code (shapes.py)
 
     def __missing__(self, key: str) -> Slot:
         slot = self.builder.make_slot(self, key)
@@ -153,6 +154,7 @@ class ResourcePlanBuilder:
         self.by_index = {rule.index: rule for rule in rules}
         self.dynamic_rules = [r for r in rules if r.path.kind == "dynamic"]
         self._nodes: dict[tuple, PlanNode] = {}
+        self._blocked_cache: dict[int, frozenset[str]] = {}
         for rule in rules:
             if rule.method is None:
                 raise ConfigurationError(f"Anonymization method {rule.method_name.upper()} not supported.")
@@ -239,9 +241,42 @@ class ResourcePlanBuilder:
         out |= table_markers
         return self.node(ctype, self._prune(out, winner), winner, is_resource=True), winner
 
+    def _blocked(self, rule_index: int) -> frozenset[str]:
+        """Types whose every node an earlier rule claims (`nodesByType('Extension')` first in the
+        sample configuration): rule `rule_index` cannot win at or below them."""
+        found = self._blocked_cache.get(rule_index)
+        if found is None:
+            found = frozenset(
+                rule.path.selectors[0].arg
+                for rule in self.rules
+                if rule.index < rule_index
+                and rule.path.kind in ("table", "static")
+                and len(rule.path.selectors) == 1
+                and rule.path.selectors[0].kind == BY_TYPE
+            )
+            self._blocked_cache[rule_index] = found
+        return found
+
+    def _alive(self, ctype: ComplexType, states: frozenset[State]) -> frozenset[State]:
+        """Drop states that can match nothing below a node of this type."""
+        alive = []
+        for state in states:
+            rule_index, position, searching = state
+            selector = self.by_index[rule_index].path.selectors[position]
+            if not searching:
+                if selector.arg in ctype.names:
+                    alive.append(state)
+                continue
+            types, names = model.reachable(ctype, self._blocked(rule_index))
+            if (selector.arg in types) if selector.kind == BY_TYPE else (selector.arg in names):
+                alive.append(state)
+        return frozenset(alive)
+
     def node(
         self, ctype: ComplexType, states: frozenset[State], winner: Winner, is_resource: bool = False
     ) -> PlanNode:
+        if states and not is_resource:
+            states = self._alive(ctype, states)
         key = (ctype.key, states, winner, is_resource)
         found = self._nodes.get(key)
         if found is None:

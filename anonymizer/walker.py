@@ -17,6 +17,7 @@ from anonymizer.labels import add_security_labels
 from anonymizer.methods.base import ResourceState
 from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
+from anonymizer.shapes import MAX_SHAPES, compile_shape
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,8 +102,14 @@ class Walk:
             raise InvalidInputError(_NOT_OBJECT)
         if out is None:
             out = {}
-        state = self.state
         plain = not self.claims  # no dynamic rule matched in this resource
+        if plain:
+            walk_shape = node.shapes.get(shape := tuple(obj))
+            if walk_shape is None and len(node.shapes) < MAX_SHAPES:
+                walk_shape = node.shapes[shape] = compile_shape(node, shape)
+            if walk_shape is not None:
+                return walk_shape(obj, out, self, self.state)
+        state = self.state
         for key, value in obj.items():
             slot = node[key]
             kind = slot.kind

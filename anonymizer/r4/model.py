@@ -173,3 +173,41 @@ def is_resource_type(name: object) -> bool:
 def element_names_of_type(type_name: str) -> frozenset[str]:
     """Base element names of a complex type (for `validate`'s path checks)."""
     return complex_type(type_name).names
+
+
+_REACH: dict[tuple[str, frozenset[str]], tuple[frozenset[str], frozenset[str]]] = {}
+
+
+def reachable(ctype: ComplexType, blocked: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """The element types and names that can occur below a node of this type, not entering nested
+    resources nor nodes whose type is in `blocked`."""
+    key = (ctype.key, blocked)
+    found = _REACH.get(key)
+    if found is not None:
+        return found
+    types: set[str] = set()
+    names: set[str] = set()
+    seen: set[str] = set()
+    todo = [ctype]
+    while todo:
+        current = todo.pop()
+        for element in current.elements.values():
+            if element.type_name in blocked:
+                continue
+            types.add(element.type_name)
+            names.add(element.name)
+            if element.kind == RESOURCE:  # the nested resource node itself, not its content
+                types.update(RESOURCE_TYPES)
+            elif element.kind == PRIMITIVE:
+                names.update(PRIMITIVE_SHADOW.names)
+                types.add(_ELEMENT_ID)
+                if "Extension" not in blocked and "Extension" not in seen:
+                    seen.add("Extension")
+                    types.add("Extension")
+                    todo.append(complex_type("Extension"))
+            elif element.kind == COMPLEX and element.complex_key not in seen:
+                seen.add(element.complex_key)
+                todo.append(complex_type(element.complex_key))
+    found = (frozenset(types), frozenset(names))
+    _REACH[key] = found
+    return found

@@ -1,0 +1,113 @@
+"""Generated walk code per (plan node, key sequence).
+
+Resources of one type repeat the same few key sequences ("shapes"). For each shape met under a
+plan node, a small function is generated that processes exactly those keys in that order with
+the slot's decision inlined: no per-key slot lookup, no dispatch on the element kind, strings
+checked for the .NET trimming inline. Anything unusual (a `_x` shadow, a list where one value is
+expected, a method that takes the whole node, a nested resource) calls the walker's general
+handler for that key. The walker falls back to its interpreter when a dynamic rule matched in
+the resource, and past MAX_SHAPES shapes per node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE
+from anonymizer.r4.primitives import NET_WHITESPACE, NORMALIZERS
+
+if TYPE_CHECKING:
+    from anonymizer.plan import PlanNode
+
+MAX_SHAPES = 256
+_WS = frozenset(NET_WHITESPACE)
+_STRING_NORMALIZER = NORMALIZERS["string"]
+
+ShapeFunction = Callable[[dict, dict, Any, Any], "dict | None"]
+
+
+def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
+    """Raises InvalidInputError for a key that is not an element of the node's type."""
+    constants: dict[str, Any] = {"WS": _WS, "WSS": NET_WHITESPACE}
+    lines = ["def walk_shape(obj, out, walk, state):"]
+    for number, key in enumerate(shape):
+        slot = node[key]
+        kind = slot.kind
+        constants[f"S{number}"] = slot
+        k = repr(key)
+        if kind == PRIMITIVE and (key == slot.shadow_key or slot.shadow_key in shape or slot.is_list):
+            lines.append(f"    walk.primitive(obj, {k}, obj[{k}], S{number}, out)")
+        elif kind == PRIMITIVE:
+            lines += _primitive(number, k, slot, constants)
+        elif kind == COMPLEX and slot.complex_action is None:
+            lines += _complex(number, k, slot, constants)
+        elif kind == COMPLEX:
+            lines.append(f"    walk.complex(obj, {k}, obj[{k}], S{number}, out)")
+        elif kind == RESOURCE:
+            lines.append(f"    walk.nested(obj[{k}], S{number}, out)")
+        # resourceType (written first by the caller) and fhir_comments (dropped): nothing
+    lines.append("    return out or None")
+    namespace: dict[str, Any] = dict(constants)
+    exec(compile("\n".join(lines), f"<shape {node.ctype.key}>", "exec"), namespace)
+    return namespace["walk_shape"]
+
+
+def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
+    constants[f"N{number}"] = slot.normalize
+    lines = [f"    v = obj[{k}]", "    if v is not None:"]
+    if slot.normalize is _STRING_NORMALIZER:
+        lines += [
+            "        if type(v) is str:",
+            "            if not v or v[0] in WS or v[-1] in WS:",
+            "                v = v.strip(WSS) or None",
+        ]
+    else:
+        lines.append("        if False:")
+        lines.append("            pass")
+    lines += [
+        "        elif type(v) is list:",
+        f"            walk.primitive(obj, {k}, v, S{number}, out)",
+        "            v = None",
+        "        else:",
+        f"            v = N{number}(v)",
+    ]
+    if slot.action is not None:
+        constants[f"A{number}"] = slot.action
+        lines += ["        if v is not None:", f"            v = A{number}(v, state)"]
+    lines += ["        if v is not None:", f"            out[{k}] = v"]
+    return lines
+
+
+def _complex(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
+    constants[f"C{number}"] = slot.child
+    if slot.is_list:
+        return [
+            f"    v = obj[{k}]",
+            "    if type(v) is list:",
+            "        results = []",
+            "        for item in v:",
+            "            if type(item) is dict:",
+            f"                f = C{number}.shapes.get(tuple(item))",
+            f"                r = f(item, {{}}, walk, state) if f is not None else walk.object(item, C{number})",
+            "                if r is not None:",
+            "                    results.append(r)",
+            "            elif item is not None:",
+            f"                walk.complex(obj, {k}, v, S{number}, out)",
+            "                results = None",
+            "                break",
+            "        if results:",
+            f"            out[{k}] = results",
+            "    else:",
+            f"        walk.complex(obj, {k}, v, S{number}, out)",
+        ]
+    return [
+        f"    v = obj[{k}]",
+        "    if type(v) is dict:",
+        f"        f = C{number}.shapes.get(tuple(v))",
+        f"        r = f(v, {{}}, walk, state) if f is not None else walk.object(v, C{number})",
+        "        if r is not None:",
+        f"            out[{k}] = r",
+        "    else:",
+        f"        walk.complex(obj, {k}, v, S{number}, out)",
+    ]
