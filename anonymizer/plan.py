@@ -155,6 +155,7 @@ class ResourcePlanBuilder:
         self.dynamic_rules = [r for r in rules if r.path.kind == "dynamic"]
         self._nodes: dict[tuple, PlanNode] = {}
         self._blocked_cache: dict[int, frozenset[str]] = {}
+        self._nested_claims: dict[tuple[int, str], int | None] = {}
         for rule in rules:
             if rule.method is None:
                 raise ConfigurationError(f"Anonymization method {rule.method_name.upper()} not supported.")
@@ -362,5 +363,8 @@ class ResourcePlanBuilder:
         """A container's rule that matches a nested resource node itself (`nodesByType('Patient')`
         in a Bundle, `nodesByName('contained')`): that rule then processes the nested resource's
         content as part of the container."""
-        matched, _ = self._closure(set(slot.states), resource_type, slot.element.name)
-        return min(matched) if matched else None
+        key = (id(slot), resource_type)
+        if key not in self._nested_claims:
+            matched, _ = self._closure(set(slot.states), resource_type, slot.element.name)
+            self._nested_claims[key] = min(matched) if matched else None
+        return self._nested_claims[key]

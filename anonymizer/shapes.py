@@ -72,6 +72,10 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
         "        else:",
         f"            v = N{number}(v)",
     ]
+    removes = getattr(slot.action, "removes", None)
+    if removes is not None:  # the value is validated, then removed
+        constants[f"R{number}"] = removes
+        return [*lines, "        if v is not None:", f"            state.ops.add(R{number})"]
     if slot.action is not None:
         constants[f"A{number}"] = slot.action
         lines += ["        if v is not None:", f"            v = A{number}(v, state)"]
@@ -89,7 +93,8 @@ def _complex(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[
             "        for item in v:",
             "            if type(item) is dict:",
             f"                f = C{number}.shapes.get(tuple(item))",
-            f"                r = f(item, {{}}, walk, state) if f is not None else walk.object(item, C{number})",
+            "                r = (f(item, {}, walk, state) if f is not None",
+            f"                     else walk.object(item, C{number}))",
             "                if r is not None:",
             "                    results.append(r)",
             "            elif item is not None:",

@@ -26,6 +26,7 @@ class Hmac256:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in raw))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in raw))
         self._cache: dict[str, str] = {}
+        self.references: dict[str, str] = {}  # whole references -> hashed references
 
     def hex(self, text: str) -> str:
         if not text:
@@ -80,10 +81,16 @@ class CryptoHashMethod(Method):
     def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
         hex_of = self.hasher.hex
         if element.name.lower() == "reference" and parent_type == "Reference":
+            references = self.hasher.references
 
             def hash_reference(value: str, state: ResourceState) -> str:
                 state.ops.add(CRYPTOHASH)
-                return transform_reference(value, hex_of)
+                found = references.get(value)
+                if found is None:
+                    if len(references) >= _CACHE_LIMIT:
+                        references.clear()
+                    found = references[value] = transform_reference(value, hex_of)
+                return found
 
             return hash_reference
 

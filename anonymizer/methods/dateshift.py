@@ -19,6 +19,7 @@ from anonymizer.methods.dates import (
 from anonymizer.r4.model import Element
 
 _MODULUS = 101
+_CACHE_LIMIT = 1 << 16  # dates repeat within a patient's resources
 _BASE = 131
 
 
@@ -95,18 +96,28 @@ class DateShiftMethod(Method):
         reference_date = params.reference_date
         partial = params.partial_dates
 
-        def shift(value: str, state: ResourceState) -> str | None:
+        cache: dict[tuple[str, int], tuple[str | None, str]] = {}
+
+        def compute(value: str, days: int) -> tuple[str | None, str]:
             match = pattern.search(value)
             if match is not None and match[7] is not None:
                 year, month, day = int(match[1]), int(match[5]), int(match[7])
                 if not older_than_limit(reference_date, year, month, day):
-                    days = self.offset_for(state, id_rewritten)
                     shifted = (date(year, month, day) + timedelta(days=days)).isoformat()
-                    state.ops.add(PERTURB)
                     if not is_date and match[8]:
-                        return shifted + zero_time(match[8])
-                    return shifted
-            state.ops.add(REDACT)
-            return redact_partial(match, value, reference_date) if partial else None
+                        return shifted + zero_time(match[8]), PERTURB
+                    return shifted, PERTURB
+            return (redact_partial(match, value, reference_date) if partial else None), REDACT
+
+        def shift(value: str, state: ResourceState) -> str | None:
+            days = self.offset_for(state, id_rewritten)
+            key = (value, days)
+            found = cache.get(key)
+            if found is None:
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                found = cache[key] = compute(value, days)
+            state.ops.add(found[1])
+            return found[0]
 
         return shift

@@ -18,6 +18,9 @@ def _remove(value: object, state: ResourceState) -> None:
     return None
 
 
+_remove.removes = REDACT  # generated walk code records the operation inline (shapes.py)
+
+
 class RedactMethod(Method):
     name = "redact"
 
