@@ -8,12 +8,16 @@ others are still written.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from anonymizer import jsonio
 from anonymizer.engine import Context, Engine, parse_document
@@ -34,6 +38,7 @@ class BulkOptions:
     on_invalid_line: str = "drop"
     max_line_bytes: int = 268_435_456
     progress: bool = False
+    split_bytes: int = 64 << 20  # files larger than this are split across workers by byte ranges
 
 
 @dataclass
@@ -103,31 +108,33 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
-def anonymize_ndjson_file(
-    engine: Engine, source: Path, target: Path, context: Context, options: BulkOptions
+def anonymize_ndjson_range(
+    engine: Engine,
+    source: Path,
+    output: Path,
+    context: Context,
+    options: BulkOptions,
+    start: int = 0,
+    end: int | None = None,
 ) -> Summary:
-    """One NDJSON file to one NDJSON file. Raises LineFault (under `fail`) or AnonymizerError."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(target)
-    try:
-        run = anonymize_stream(
-            read_chunks(source),
-            engine,
-            context=context,
-            on_invalid_line=options.on_invalid_line,
-            max_line_bytes=options.max_line_bytes,
-            input_complete=True,
-        )
-        with temporary.open("wb") as out:
-            for chunk in run:
-                out.write(chunk)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Lines of `source` from byte `start` (a line start) to `end` into `output`. Line numbers in
+    the summary count from 1 at `start`. Raises LineFault (under `fail`) or AnonymizerError."""
+    run = anonymize_stream(
+        read_chunks(source, start, end),
+        engine,
+        context=context,
+        start_offset=start,
+        on_invalid_line=options.on_invalid_line,
+        max_line_bytes=options.max_line_bytes,
+        input_complete=True,
+    )
+    with output.open("wb") as out:
+        for chunk in run:
+            out.write(chunk)
     return run.summary
 
 
-def anonymize_json_file(engine: Engine, source: Path, target: Path, context: Context) -> Summary:
+def anonymize_json_file(engine: Engine, source: Path, output: Path, context: Context) -> Summary:
     """One resource per file, written pretty as the reference writes it."""
     summary = Summary()
     summary.lines = 1
@@ -139,50 +146,190 @@ def anonymize_json_file(engine: Engine, source: Path, target: Path, context: Con
         summary.count_input(resource.get("resourceType"))
     result = engine.anonymize(resource, context, source=data)
     text = jsonio.dumps_pretty(result)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(target)
-    try:
-        temporary.write_bytes(text)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    output.write_bytes(text)
     summary.count_output(result, len(text))
     summary.finish()
     return summary
 
 
+# -- tasks: a whole file, or one byte range of a large file ------------------------------------------
+@dataclass
+class Task:
+    source: Path
+    output: Path  # a temporary file; renamed (or concatenated) by the parent
+    context: Context
+    bulk: bool
+    start: int = 0
+    end: int | None = None
+
+
+@dataclass
+class TaskResult:
+    summary: Summary | None
+    failure: tuple[str, int | None] | None = None  # (kind, line relative to the task's start)
+
+
+def run_task(engine: Engine, task: Task, options: BulkOptions) -> TaskResult:
+    try:
+        if task.bulk:
+            summary = anonymize_ndjson_range(
+                engine, task.source, task.output, task.context, options, task.start, task.end
+            )
+        else:
+            summary = anonymize_json_file(engine, task.source, task.output, task.context)
+    except ConfigurationError:
+        raise
+    except LineFault as fault:
+        return TaskResult(None, (fault.kind, fault.line))
+    except AnonymizerError as exc:
+        return TaskResult(None, (getattr(exc, "kind", type(exc).__name__), None))
+    return TaskResult(summary)
+
+
+def line_ranges(path: Path, parts: int, split_bytes: int) -> list[tuple[int, int | None]]:
+    """Byte ranges of about equal size, each starting at a line start."""
+    size = path.stat().st_size
+    if parts < 2 or size < split_bytes:
+        return [(0, None)]
+    bounds = [0]
+    with path.open("rb") as handle:
+        for k in range(1, parts):
+            handle.seek(max(size * k // parts, bounds[-1]))
+            handle.readline()
+            position = handle.tell()
+            if position < size and position > bounds[-1]:
+                bounds.append(position)
+    return [(a, b) for a, b in zip(bounds, [*bounds[1:], None], strict=True)]
+
+
+_WORKER_ENGINE: Engine | None = None
+
+
+def _init_worker(raw: dict, keys: dict[str, str], reference_date: Any) -> None:
+    global _WORKER_ENGINE
+    logging.getLogger("anonymizer.config").setLevel(logging.ERROR)  # the parent already warned
+    _WORKER_ENGINE = Engine.from_dict(raw, keys=keys, reference_date=reference_date)
+
+
+def _run_in_worker(task: Task, options: BulkOptions) -> TaskResult:
+    assert _WORKER_ENGINE is not None
+    return run_task(_WORKER_ENGINE, task, options)
+
+
 def run_folder(engine: Engine, source: Path, target: Path, options: BulkOptions) -> BulkResult:
+    """Every input file of `source` into `target`: files in parallel, large NDJSON files split
+    by byte ranges; the output does not depend on the number of workers."""
     result = BulkResult()
     files = input_files(source, bulk=options.bulk, recursive=options.recursive)
     folder_name = source.resolve().name
-    for number, path in enumerate(files, 1):
-        relative = path.relative_to(source)
-        destination = target / relative
+    jobs: list[tuple[Path, Path, list[Task]]] = []
+    for path in files:
+        destination = target / path.relative_to(source)
         if options.skip_existing and destination.exists():
             result.skipped_files += 1
             continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
         context = Context(file_name=path.name, folder_name=folder_name)
-        try:
-            if options.bulk:
-                summary = anonymize_ndjson_file(engine, path, destination, context, options)
-            else:
-                summary = anonymize_json_file(engine, path, destination, context)
-        except ConfigurationError:
-            raise
-        except LineFault as fault:
-            result.failures.append(FileFailure(str(relative), fault.kind, fault.line))
-            log.error("%s failed at line %d: %s", relative, fault.line, fault.kind)
-            continue
-        except AnonymizerError as exc:
-            kind = getattr(exc, "kind", type(exc).__name__)
-            result.failures.append(FileFailure(str(relative), kind))
-            log.error("%s failed: %s", relative, kind)
-            continue
-        result.files += 1
-        result.summary.merge(summary)
-        if options.progress:
-            print(f"\r{number}/{len(files)} files", end="", file=sys.stderr, flush=True)
-    if options.progress and files:
-        print(file=sys.stderr)
+        ranges = line_ranges(path, options.workers, options.split_bytes) if options.bulk else [(0, None)]
+        tasks = [Task(path, _temporary(destination), context, options.bulk, a, b) for a, b in ranges]
+        jobs.append((path, destination, tasks))
+    all_tasks = [task for _, _, tasks in jobs for task in tasks]
+    try:
+        outcomes = _execute(engine, all_tasks, options)
+        _assemble(jobs, outcomes, source, result)
+    finally:
+        for task in all_tasks:
+            task.output.unlink(missing_ok=True)
     result.summary.finish()
     return result
+
+
+def _execute(engine: Engine, tasks: list[Task], options: BulkOptions) -> dict[int, TaskResult]:
+    progress = _Progress(len(tasks)) if options.progress else None
+    outcomes: dict[int, TaskResult] = {}
+    workers = min(options.workers, len(tasks))
+    if workers <= 1:
+        for number, task in enumerate(tasks):
+            outcomes[number] = run_task(engine, task, options)
+            if progress:
+                progress.step()
+    else:
+        config = engine.config
+        context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(config.raw, config.resolved_keys(), engine.reference_date),
+        ) as pool:
+            futures = {pool.submit(_run_in_worker, task, options): n for n, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+                if progress:
+                    progress.step()
+    if progress:
+        progress.done()
+    return outcomes
+
+
+def _assemble(
+    jobs: list[tuple[Path, Path, list[Task]]],
+    outcomes: dict[int, TaskResult],
+    source: Path,
+    result: BulkResult,
+) -> None:
+    """Join each file's ranges in order, with absolute line numbers, and publish it by rename."""
+    number = 0
+    for path, destination, tasks in jobs:
+        results = [outcomes[number + k] for k in range(len(tasks))]
+        number += len(tasks)
+        relative = str(path.relative_to(source))
+        summary = Summary()
+        lines_before = 0
+        failure = None
+        for task_result in results:
+            if task_result.failure is not None:
+                kind, line = task_result.failure
+                failure = FileFailure(relative, kind, None if line is None else line + lines_before)
+                break
+            part = task_result.summary
+            for fault in part.faults.values():
+                fault.first_lines = [line + lines_before for line in fault.first_lines]
+            summary.merge(part)
+            lines_before += part.lines
+        if failure is not None:
+            result.failures.append(failure)
+            log.error(
+                "%s failed%s: %s", relative, f" at line {failure.line}" if failure.line else "", failure.kind
+            )
+            continue
+        first = tasks[0].output
+        with first.open("ab") as out:
+            for task in tasks[1:]:
+                with task.output.open("rb") as part_file:
+                    shutil.copyfileobj(part_file, out, 1 << 20)
+        os.replace(first, destination)
+        result.files += 1
+        result.summary.merge(summary)
+
+
+class _Progress:
+    """A one-line progress display on stderr (a terminal only)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.count = 0
+
+    def step(self) -> None:
+        self.count += 1
+        width = 30
+        filled = width * self.count // max(self.total, 1)
+        print(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.count}/{self.total} parts",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def done(self) -> None:
+        print(file=sys.stderr)

@@ -90,6 +90,16 @@ class Configuration:
     digest: str = ""
     extensions: dict[str, Any] = field(default_factory=dict)
     random_keys: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def resolved_keys(self) -> dict[str, str]:
+        """The keys in use (for worker processes of the same run; never logged)."""
+        values = {
+            "cryptoHashKey": self.parameters.crypto_hash_key,
+            "dateShiftKey": self.parameters.date_shift_key,
+            "encryptKey": self.parameters.encrypt_key,
+        }
+        return {name: value for name, value in values.items() if value}
 
 
 def read_configuration_text(path: str | os.PathLike[str]) -> Any:
@@ -315,6 +325,7 @@ def build_configuration(
         warnings=warnings,
         digest=config_digest(raw),
         extensions={k: raw[k] for k in EXTENSION_KEYS if k in raw},
+        raw=raw,
     )
     _resolve_keys(config, _ci(params_raw), keys or {}, environ, allow_random_keys)
     if parameters.encrypt_key:

@@ -1,4 +1,3 @@
-
 import pytest
 
 from anonymizer import InvalidInputError, jsonio
