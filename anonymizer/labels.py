@@ -56,18 +56,31 @@ def format_last_updated(value: str) -> str:
     return text + ("+00:00" if offset in (None, "Z") else offset)
 
 
+_ADDED: dict[frozenset[str], tuple[dict, ...]] = {}
+
+
+def _labels_for(ops: set[str]) -> tuple[dict, ...]:
+    key = frozenset(ops)
+    found = _ADDED.get(key)
+    if found is None:
+        found = _ADDED[key] = tuple(coding for op, coding in LABELS if op in key)
+    return found
+
+
 def add_security_labels(resource: dict, ops: set[str]) -> None:
+    labels = _labels_for(ops)
     meta = resource.get("meta")
-    security = list(meta.get("security", ())) if meta else []
+    if not meta:  # the common case in exports without meta.security: append a new meta
+        resource["meta"] = {"security": [dict(coding) for coding in labels]}
+        return
+    security = list(meta.get("security", ()))
     present = {str(c.get("code", "")).lower() for c in security if isinstance(c, dict)}
-    for op, coding in LABELS:
-        if op in ops and coding["code"].lower() not in present:
-            security.append(dict(coding))
-    rebuilt: dict = {}
-    source = dict(meta or {})
+    security += [dict(coding) for coding in labels if coding["code"].lower() not in present]
+    source = dict(meta)
     source["security"] = security
     if "lastUpdated" in source:
         source["lastUpdated"] = format_last_updated(source["lastUpdated"])
+    rebuilt: dict = {}
     for name in META_ORDER:
         for key in (name, "_" + name):
             if key in source:

@@ -1,0 +1,218 @@
+"""Benchmark: the command line with the shipped Safe Harbor configuration against a plain
+`orjson.loads` + `orjson.dumps` pass over the same lines, measured in one run (these machines are
+noisy: compare the ratios, not the MB/s across runs).
+
+    python bench/bench.py                                  # ../shared/data/synthea-export as it is
+    python bench/bench.py --size-mb 500 --workers 1,2      # a 500 MB input built from it
+    python bench/bench.py --size-mb 1000 --workers 1       # peak memory on 1 GB
+
+Inputs of a chosen size are built by repeating the source's resources under new ids: every
+resource `id` and every `Type/id` reference get the same suffix per copy, so references stay
+consistent. Printed: MB/s, resources/s, ratios to the orjson pass, the peak summed RSS of the
+command line's process tree, and a profile of where the engine's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+KEYS = {
+    "ANONYMIZER_CRYPTO_HASH_KEY": "benchmark-crypto-hash-key-000001",
+    "ANONYMIZER_DATE_SHIFT_KEY": "benchmark-date-shift-key-0000001",
+}
+
+
+# -- building inputs -----------------------------------------------------------------------------
+def _suffix_references(value, suffix: str):
+    if type(value) is dict:
+        out = {}
+        for key, item in value.items():
+            if key == "reference" and type(item) is str and "/" in item and not item.startswith("#"):
+                item = item + suffix
+            out[key] = _suffix_references(item, suffix)
+        return out
+    if type(value) is list:
+        return [_suffix_references(item, suffix) for item in value]
+    return value
+
+
+def build_input(source: Path, target: Path, size_mb: int) -> None:
+    """Copies of every source file's lines, with ids and references suffixed per copy, until the
+    folder holds about `size_mb` MB (files keep their names; each grows)."""
+    target.mkdir(parents=True, exist_ok=True)
+    files = sorted(source.glob("*.ndjson"))
+    source_size = sum(f.stat().st_size for f in files)
+    copies = max(1, round(size_mb * 1_000_000 / source_size))
+    for path in files:
+        lines = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+        with (target / path.name).open("wb") as out:
+            for copy in range(copies):
+                suffix = f"-c{copy}"
+                for resource in lines:
+                    clone = _suffix_references(resource, suffix)
+                    if "id" in clone:
+                        clone["id"] = f"{clone['id']}{suffix}"
+                    out.write(orjson.dumps(clone) + b"\n")
+
+
+# -- measuring -----------------------------------------------------------------------------------
+def orjson_pass(folder: Path) -> tuple[float, int, int]:
+    start = time.perf_counter()
+    size = count = 0
+    for path in sorted(folder.glob("*.ndjson")):
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    orjson.dumps(orjson.loads(line))
+                    count += 1
+                size += len(line)
+    return time.perf_counter() - start, size, count
+
+
+def _tree_rss_kb(root: int) -> int:
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def command_line(folder: Path, output: Path, workers: int) -> tuple[float, int]:
+    """Wall time and peak summed RSS (KiB) of `fhir-anonymize -b` over the folder."""
+    env = {**os.environ, **KEYS}
+    command = [
+        sys.executable,
+        "-m",
+        "anonymizer",
+        "-i",
+        str(folder),
+        "-o",
+        str(output),
+        "-b",
+        "--workers",
+        str(workers),
+        "--quiet",
+        "--reference-date",
+        "2026-01-01",
+    ]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=REPO)
+    peak = 0
+    stop = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_rss_kb(process.pid))
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    status = process.wait()
+    elapsed = time.perf_counter() - start
+    stop.set()
+    poller.join()
+    if status not in (0, 3):
+        raise SystemExit(f"the command line failed with status {status}")
+    return elapsed, peak
+
+
+def profile(folder: Path, limit_mb: int = 15) -> None:
+    """Where one worker's time goes, grouped by module, over up to `limit_mb` MB of lines."""
+    sys.path.insert(0, str(REPO))
+    os.environ.update(KEYS)
+    from anonymizer import Engine, jsonio
+    from anonymizer.cli import shipped_config
+
+    engine = Engine.from_file(shipped_config())
+    lines: list[bytes] = []
+    budget = limit_mb * 1_000_000
+    for path in sorted(folder.glob("*.ndjson")):
+        for line in path.read_bytes().splitlines():
+            if line.strip() and budget > 0:
+                lines.append(line)
+                budget -= len(line)
+
+    def run() -> None:
+        for line in lines:
+            jsonio.dumps_compact(engine.anonymize(jsonio.loads(line), source=line))
+
+    run()  # plans and generated code are built on first use
+    profiler = cProfile.Profile()
+    profiler.runcall(run)
+    stats = pstats.Stats(profiler)
+    groups: dict[str, float] = defaultdict(float)
+    for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():
+        if filename.startswith("<shape"):
+            group = "generated walk code (shapes.py)"
+        elif "/anonymizer/" in filename:
+            group = "anonymizer/" + filename.split("/anonymizer/")[1]
+        elif function in ("<built-in method orjson.loads>", "<built-in method orjson.dumps>"):
+            group = "orjson"
+        else:
+            group = "other built-ins (regex, dict, str, hashlib)"
+        groups[group] += tottime
+    total = sum(groups.values())
+    print(f"\nprofile of one worker over {len(lines)} resources (share of {total:.2f} s, under cProfile):")
+    for group, seconds in sorted(groups.items(), key=lambda item: -item[1])[:14]:
+        print(f"  {100 * seconds / total:5.1f}%  {group}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "synthea-export")
+    parser.add_argument(
+        "--size-mb", type=int, default=0, help="build an input of about this size (0: source)"
+    )
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
+    if not args.source.is_dir():
+        raise SystemExit(f"{args.source} is not a folder of NDJSON files")
+    with tempfile.TemporaryDirectory(prefix="fhir-bench-") as scratch:
+        folder = args.source
+        if args.size_mb:
+            folder = Path(scratch) / "input"
+            print(f"building a {args.size_mb} MB input from {args.source} ...", flush=True)
+            build_input(args.source, folder, args.size_mb)
+        base_time, size, count = orjson_pass(folder)
+        mb = size / 1e6
+        print(f"\ninput: {mb:.1f} MB, {count} resources in {len(list(folder.glob('*.ndjson')))} files")
+        print(f"{'pass':32} {'seconds':>8} {'MB/s':>8} {'res/s':>9} {'ratio':>7} {'peak RSS':>9}")
+        print(
+            f"{'orjson loads+dumps':32} {base_time:8.2f} {mb / base_time:8.1f} {count / base_time:9.0f} "
+            f"{1.0:7.3f} {'':>9}"
+        )
+        for workers in [int(w) for w in args.workers.split(",")]:
+            elapsed, peak = command_line(folder, Path(scratch) / f"out{workers}", workers)
+            print(
+                f"{f'fhir-anonymize -b, {workers} worker(s)':32} {elapsed:8.2f} {mb / elapsed:8.1f} "
+                f"{count / elapsed:9.0f} {base_time / elapsed:7.3f} {peak / 1024:7.0f}MB"
+            )
+        if not args.no_profile:
+            profile(folder)
+
+
+if __name__ == "__main__":
+    main()
