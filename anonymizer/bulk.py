@@ -144,7 +144,12 @@ def anonymize_json_file(engine: Engine, source: Path, output: Path, context: Con
     resource = parse_document(data)
     if type(resource) is dict:
         summary.count_input(resource.get("resourceType"))
-    result = engine.anonymize(resource, context, source=data)
+        reason = engine.drop_reason(resource)
+        if reason is not None:  # minimum necessary: nothing is written for it
+            summary.dropped[(str(resource.get("resourceType")), reason)] += 1
+            summary.finish()
+            return summary
+    result = engine.anonymize(resource, context, source=data, selected=True)
     text = jsonio.dumps_pretty(result)
     output.write_bytes(text)
     summary.count_output(result, len(text))
@@ -304,13 +309,15 @@ def _assemble(
             )
             continue
         first = tasks[0].output
+        result.files += 1
+        result.summary.merge(summary)
+        if not first.exists():
+            continue  # a JSON-mode resource the minimum-necessary extension dropped
         with first.open("ab") as out:
             for task in tasks[1:]:
                 with task.output.open("rb") as part_file:
                     shutil.copyfileobj(part_file, out, 1 << 20)
         os.replace(first, destination)
-        result.files += 1
-        result.summary.merge(summary)
 
 
 class _Progress:

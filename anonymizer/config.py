@@ -91,6 +91,7 @@ class Configuration:
     extensions: dict[str, Any] = field(default_factory=dict)
     random_keys: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    minimum: Any = None  # anonymizer.minimum.MinimumNecessary, when the extension is present
 
     def resolved_keys(self) -> dict[str, str]:
         """The keys in use (for worker processes of the same run; never logged)."""
@@ -327,6 +328,10 @@ def build_configuration(
         extensions={k: raw[k] for k in EXTENSION_KEYS if k in raw},
         raw=raw,
     )
+    if "minimumNecessary" in raw:
+        from anonymizer.minimum import MinimumNecessary
+
+        config.minimum = MinimumNecessary(raw["minimumNecessary"])
     _resolve_keys(config, _ci(params_raw), keys or {}, environ, allow_random_keys)
     if parameters.encrypt_key:
         bits = len(parameters.encrypt_key.encode("utf-8")) * 8

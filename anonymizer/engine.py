@@ -39,6 +39,7 @@ class Engine:
         self.rules = compile_rules(config.rules, config.parameters)
         self._plans: dict[str, ResourcePlanBuilder] = {}
         self._patient_scope = config.parameters.date_shift_scope == "patient"
+        self.minimum = config.minimum
 
     @classmethod
     def from_file(
@@ -85,12 +86,24 @@ class Engine:
             self._plans[resource_type] = plan
         return plan
 
+    def drop_reason(self, resource: dict) -> str | None:
+        """Why the minimum-necessary extension keeps this resource from leaving, or None."""
+        return None if self.minimum is None else self.minimum.drop_reason(resource)
+
     def anonymize(
-        self, resource: dict, context: Context | None = None, *, source: bytes | None = None
-    ) -> dict:
-        """Anonymize one resource (a Bundle or a resource with contained ones included).
+        self,
+        resource: dict,
+        context: Context | None = None,
+        *,
+        source: bytes | None = None,
+        selected: bool = False,
+    ) -> dict | None:
+        """Anonymize one resource (a Bundle or a resource with contained ones included); None
+        when the minimum-necessary extension drops it (`selected`: already checked).
         `source` is the JSON text it was parsed from with `jsonio.loads`, if any: numbers orjson
         would not reproduce are then taken from it."""
+        if self.minimum is not None and not selected and self.minimum.drop_reason(resource):
+            return None
         try:
             return self._anonymize(resource, context)
         except jsonio.InexactNumber:
@@ -101,6 +114,8 @@ class Engine:
             return self._anonymize(exact, context)
 
     def _anonymize(self, resource: dict, context: Context | None) -> dict:
+        if self.minimum is not None:
+            resource = self.minimum.prune(resource)
         state = ResourceState()
         if context is not None:
             state.file_name = context.file_name

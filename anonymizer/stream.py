@@ -145,8 +145,14 @@ class StreamRun:
         if fault is not None:
             return self._fault(fault)
         summary.count_input(resource.get("resourceType"))
+        engine = self.engine
+        if engine.minimum is not None:
+            reason = engine.drop_reason(resource)
+            if reason is not None:
+                summary.dropped[(str(resource.get("resourceType")), reason)] += 1
+                return None
         try:
-            result = self.engine.anonymize(resource, self.context, source=line)
+            result = engine.anonymize(resource, self.context, source=line, selected=True)
         except InvalidInputError as exc:
             fault = exc.kind
         if fault is not None:

@@ -10,7 +10,7 @@ from anonymizer.methods.base import CRYPTOHASH, Method, PrimitiveAction, Resourc
 from anonymizer.r4.model import RESOURCE_TYPES, Element
 from anonymizer.r4.primitives import value_text
 
-_CACHE_LIMIT = 1 << 17
+_CACHE_LIMIT = 1 << 14  # bounded: a multi-GB export must not grow memory
 
 
 class Hmac256:

@@ -19,7 +19,9 @@ from anonymizer.methods.dates import (
 from anonymizer.r4.model import Element
 
 _MODULUS = 101
-_CACHE_LIMIT = 1 << 16  # dates repeat within a patient's resources
+# Bounded caches (cleared when full): dates and ids repeat within a patient's resources, and a
+# multi-GB export must not grow memory.
+_CACHE_LIMIT = 1 << 13
 _BASE = 131
 
 
@@ -46,8 +48,9 @@ class DateShiftOffsets:
         if found is None:
             folded = (_fold(prefix.encode("utf-8")) * self._scale + self._key_part) % _MODULUS
             found = folded - 50
-            if len(self._cache) < 65536:
-                self._cache[prefix] = found
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[prefix] = found
         return found
 
 
@@ -64,6 +67,7 @@ class DateShiftMethod(Method):
     def __init__(self, rule: dict, parameters, rule_index: int) -> None:
         super().__init__(rule, parameters, rule_index)
         self._offsets = DateShiftOffsets(parameters.date_shift_key or "")
+        self._shifted: dict[tuple[str, int, bool], tuple[str | None, str]] = {}
         # Whether the root id this rule sees was already rewritten by an earlier rule is decided
         # by the plan (it knows which rule reaches the root's id); it sets this flag per resource
         # type through `offset_for`.
@@ -96,7 +100,7 @@ class DateShiftMethod(Method):
         reference_date = params.reference_date
         partial = params.partial_dates
 
-        cache: dict[tuple[str, int], tuple[str | None, str]] = {}
+        cache = self._shifted
 
         def compute(value: str, days: int) -> tuple[str | None, str]:
             match = pattern.search(value)
@@ -111,7 +115,7 @@ class DateShiftMethod(Method):
 
         def shift(value: str, state: ResourceState) -> str | None:
             days = self.offset_for(state, id_rewritten)
-            key = (value, days)
+            key = (value, days, is_date)
             found = cache.get(key)
             if found is None:
                 if len(cache) >= _CACHE_LIMIT:

@@ -106,22 +106,56 @@ def test_patient_scope_is_the_same_across_files(tmp_path):
 
     source = tmp_path / "in"
     source.mkdir()
-    (source / "Patient.ndjson").write_text(json.dumps(
-        {"resourceType": "Patient", "id": "p1", "birthDate": "1990-03-04"}) + "\n")
-    (source / "Encounter.ndjson").write_text(json.dumps(
-        {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
-         "subject": {"reference": "Patient/p1"}, "period": {"start": "1990-03-04T10:00:00Z"}}) + "\n")
-    (source / "Claim.ndjson").write_text(json.dumps(
-        {"resourceType": "Claim", "id": "c1", "status": "active", "use": "claim", "type": {"text": "x"},
-         "patient": {"reference": "Patient/p1"}, "created": "1990-03-04", "provider": {"display": "d"},
-         "priority": {"text": "p"}, "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "c"}}]})
-        + "\n")
+    (source / "Patient.ndjson").write_text(
+        json.dumps({"resourceType": "Patient", "id": "p1", "birthDate": "1990-03-04"}) + "\n"
+    )
+    (source / "Encounter.ndjson").write_text(
+        json.dumps(
+            {
+                "resourceType": "Encounter",
+                "id": "e1",
+                "status": "finished",
+                "class": {"code": "AMB"},
+                "subject": {"reference": "Patient/p1"},
+                "period": {"start": "1990-03-04T10:00:00Z"},
+            }
+        )
+        + "\n"
+    )
+    (source / "Claim.ndjson").write_text(
+        json.dumps(
+            {
+                "resourceType": "Claim",
+                "id": "c1",
+                "status": "active",
+                "use": "claim",
+                "type": {"text": "x"},
+                "patient": {"reference": "Patient/p1"},
+                "created": "1990-03-04",
+                "provider": {"display": "d"},
+                "priority": {"text": "p"},
+                "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "c"}}],
+            }
+        )
+        + "\n"
+    )
     config = tmp_path / "c.json"
-    config.write_text(json.dumps({"fhirPathRules": [
-        {"path": "Resource.id", "method": "cryptoHash"},
-        {"path": "nodesByType('date')", "method": "dateShift"},
-        {"path": "nodesByType('dateTime')", "method": "dateShift"}],
-        "parameters": {"dateShiftScope": "patient", "cryptoHashKey": "k" * 20, "dateShiftKey": "d" * 20}}))
+    config.write_text(
+        json.dumps(
+            {
+                "fhirPathRules": [
+                    {"path": "Resource.id", "method": "cryptoHash"},
+                    {"path": "nodesByType('date')", "method": "dateShift"},
+                    {"path": "nodesByType('dateTime')", "method": "dateShift"},
+                ],
+                "parameters": {
+                    "dateShiftScope": "patient",
+                    "cryptoHashKey": "k" * 20,
+                    "dateShiftKey": "d" * 20,
+                },
+            }
+        )
+    )
     assert main(["-i", str(source), "-o", str(tmp_path / "o"), "-c", str(config), "-b", "--quiet"]) == 0
     read = lambda name: json.loads((tmp_path / "o" / name).read_text())  # noqa: E731
     shifted = read("Patient.ndjson")["birthDate"]
