@@ -17,7 +17,7 @@ from anonymizer.engine import Engine
 from anonymizer.errors import ConfigurationError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DROPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-SUBCOMMANDS = ("demo", "validate")
+SUBCOMMANDS = ("demo", "validate", "watch")
 log = logging.getLogger("anonymizer")
 
 
@@ -225,10 +225,27 @@ def cmd_validate(argv: list[str]) -> int:
     return EXIT_USAGE if report.errors else EXIT_OK
 
 
+def cmd_watch(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="fhir-anonymize watch",
+        description="Run the Azure Function's handler over the source container (settings from the "
+        "environment: AzureWebJobsStorage, ANONYMIZER_*): every .ndjson blob whose destination does "
+        "not cover its current etag.",
+    )
+    p.add_argument("--once", action="store_true", help="process what is there, then exit")
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between scans (default 30)")
+    p.add_argument("--blob", help="process this one blob (its name in the source container) and exit")
+    args = p.parse_args(argv)
+    _setup_logging(False, False)
+    from anonymizer.azure.watch import watch  # the Azure SDK is needed only here
+
+    return watch(once=args.once, interval=args.interval, blob=args.blob)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    handlers = {"demo": cmd_demo, "validate": cmd_validate}
+    handlers = {"demo": cmd_demo, "validate": cmd_validate, "watch": cmd_watch}
     try:
         if command is None:
             return cmd_anonymize(argv)

@@ -60,10 +60,13 @@ class MinimumNecessary:
         self.resource_types = (
             None if types is None else frozenset(_known_type(t, "resourceTypes") for t in types)
         )
-        self.filters = {name: self._compile_filter(name, text)
-                        for name, text in self._mapping(spec, "filters").items()}
-        self.elements = {name: self._compile_elements(name, paths)
-                         for name, paths in self._mapping(spec, "elements").items()}
+        self.filters = {
+            name: self._compile_filter(name, text) for name, text in self._mapping(spec, "filters").items()
+        }
+        self.elements = {
+            name: self._compile_elements(name, paths)
+            for name, paths in self._mapping(spec, "elements").items()
+        }
 
     def _mapping(self, spec: dict, key: str) -> dict:
         value = spec.get(key, {})

@@ -62,6 +62,9 @@ class StreamRun:
         self.summary = Summary()
         self.consumed = 0
         self.next_line = start_line
+        # What the output yielded so far covers (for checkpoints and interrupted reads).
+        self.emitted_consumed = 0
+        self.emitted_next_line = start_line
 
     def __iter__(self) -> Iterator[bytes]:
         out: list[bytes] = []
@@ -74,8 +77,10 @@ class StreamRun:
                 out.append(result)
                 size += len(result)
                 if size >= _FLUSH_BYTES:
+                    self.emitted_consumed, self.emitted_next_line = self.consumed, self.next_line
                     yield b"".join(out)
                     out, size = [], 0
+        self.emitted_consumed, self.emitted_next_line = self.consumed, self.next_line
         if out:
             yield b"".join(out)
         self.summary.input_bytes = self.consumed

@@ -1,0 +1,1 @@
+"""The storage adapter: the only part of the package that imports `azure.*`."""

@@ -1,0 +1,48 @@
+"""Storage clients from the settings: a connection string, or identity-based service URIs with
+azure-identity (DefaultAzureCredential, or ManagedIdentityCredential for a user-assigned id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.storage.blob import BlobClient, BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from anonymizer.azure.settings import Settings
+
+
+def credential(settings: Settings) -> Any:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if settings.credential == "managedidentity" and settings.client_id:
+        return ManagedIdentityCredential(client_id=settings.client_id)
+    return DefaultAzureCredential()
+
+
+def blob_service(settings: Settings, **kwargs: Any) -> BlobServiceClient:
+    if settings.connection_string:
+        return BlobServiceClient.from_connection_string(settings.connection_string, **kwargs)
+    return BlobServiceClient(settings.blob_service_uri, credential=credential(settings), **kwargs)
+
+
+def results_queue(settings: Settings) -> QueueClient:
+    """Messages base64-encoded, as a queue-triggered consumer expects them."""
+    policy = TextBase64EncodePolicy()
+    if settings.connection_string:
+        return QueueClient.from_connection_string(
+            settings.connection_string, settings.results_queue, message_encode_policy=policy
+        )
+    return QueueClient(
+        settings.queue_service_uri,
+        settings.results_queue,
+        credential=credential(settings),
+        message_encode_policy=policy,
+    )
+
+
+def config_blob(url: str, settings: Settings) -> BlobClient:
+    """A configuration kept in blob storage, read with the same credential."""
+    if settings.connection_string:
+        service = BlobServiceClient.from_connection_string(settings.connection_string)
+        return BlobClient.from_blob_url(url, credential=service.credential)
+    return BlobClient.from_blob_url(url, credential=credential(settings))

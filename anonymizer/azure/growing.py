@@ -1,0 +1,280 @@
+"""The growing-blob protocol of CONTRACT section 8.
+
+`$export` commits the same NDJSON blob again and again while it grows; each commit fires the
+trigger. A run reads the destination's metadata (what it covers of which source), checks that the
+source only grew (the hash of the 64 KiB before the recorded offset), streams the rest pinned to
+the source's etag, stages output blocks, and commits the committed list plus its new blocks with
+the new metadata, conditional on the destination's etag: readers only ever see a prefix of
+complete lines, and two runs never both advance the same destination (the loser starts over from
+what the winner committed).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobBlock, BlobClient
+
+from anonymizer.engine import Context, Engine
+from anonymizer.stream import StreamRun
+from anonymizer.summary import Summary
+
+log = logging.getLogger("anonymizer.azure")
+
+TAIL_BYTES = 64 * 1024
+BLOCK_BYTES = 4 << 20
+MAX_ATTEMPTS = 5
+PARTIAL, COMPLETE = "partial", "complete"
+
+
+class Conflict(Exception):
+    """A conditional commit lost: another run advanced the destination."""
+
+
+def key_fingerprint(engine: Engine) -> str:
+    keys = engine.config.keys
+    return ",".join(f"{name}:{keys[name].fingerprint}" for name in sorted(keys)) or "none"
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded | failed | superseded | up-to-date
+    engine: Engine
+    summary: Summary = field(default_factory=Summary)
+    source_etag: str | None = None
+    range: tuple[int, int] = (0, 0)
+    destination_etag: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class BlobSink:
+    """Output staged as blocks on the destination blob, committed with metadata, conditionally."""
+
+    def __init__(self, blob: BlobClient, committed: list[str], etag: str | None) -> None:
+        self.blob = blob
+        self.committed = list(committed)
+        self.etag = etag  # None: the destination must not exist yet
+        self.run_id = uuid.uuid4().hex[:16]
+        self.staged: list[str] = []
+        self.buffer: list[bytes] = []
+        self.buffered = 0
+        self.sequence = 0
+
+    def write(self, data: bytes) -> None:
+        self.buffer.append(data)
+        self.buffered += len(data)
+        if self.buffered >= BLOCK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered:
+            return
+        # Block ids of one fixed length (the service requires it within a blob): run id + sequence.
+        block_id = base64.b64encode(f"{self.run_id}-{self.sequence:08d}".encode()).decode()
+        self.sequence += 1
+        self.blob.stage_block(block_id, b"".join(self.buffer))
+        self.staged.append(block_id)
+        self.buffer, self.buffered = [], 0
+
+    def commit(self, metadata: dict[str, str]) -> str:
+        self.flush()
+        blocks = [BlobBlock(block_id=b) for b in self.committed + self.staged]
+        condition: dict[str, Any] = (
+            {"etag": self.etag, "match_condition": MatchConditions.IfNotModified}
+            if self.etag
+            else {"if_none_match": "*"}
+        )
+        try:
+            result = self.blob.commit_block_list(blocks, metadata=metadata, **condition)
+        except (ResourceModifiedError, ResourceExistsError):
+            raise Conflict from None
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                raise Conflict from None
+            raise
+        self.committed += self.staged
+        self.staged = []
+        self.etag = result["etag"]
+        return self.etag
+
+
+class _Window:
+    """The last input bytes read, to hash the 64 KiB before an offset without reading them again."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start  # absolute position of data[0]
+        self.data = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+        excess = len(self.data) - (TAIL_BYTES + BLOCK_BYTES + len(chunk))
+        if excess > 0:
+            self.data = self.data[excess:]
+            self.start += excess
+
+    def tail(self, offset: int) -> bytes | None:
+        begin = max(0, offset - TAIL_BYTES)
+        if begin < self.start:
+            return None
+        return self.data[begin - self.start : offset - self.start]
+
+
+def _tail_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_range(source: BlobClient, start: int, end: int, etag: str) -> bytes:
+    if end <= start:
+        return b""
+    return source.download_blob(
+        offset=start, length=end - start, etag=etag, match_condition=MatchConditions.IfNotModified
+    ).readall()
+
+
+def process(
+    source: BlobClient, destination: BlobClient, engine_for: Callable[[date | None], Engine], settings: Any
+) -> Outcome:
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return _attempt(source, destination, engine_for, settings)
+        except Conflict:
+            log.info("destination advanced by another run; starting over (attempt %d)", attempt + 1)
+    raise RuntimeError("the destination kept changing under this run; the host will retry it")
+
+
+def _attempt(
+    source: BlobClient, destination: BlobClient, engine_for: Callable[[date | None], Engine], settings: Any
+) -> Outcome:
+    # 1. What the destination covers, and under which configuration.
+    try:
+        properties = destination.get_blob_properties()
+        metadata = {k.lower(): v for k, v in (properties.metadata or {}).items()}
+        destination_etag = properties.etag
+    except ResourceNotFoundError:
+        metadata, destination_etag = {}, None
+    recorded_date = metadata.get("anon_reference_date")
+    engine = engine_for(date.fromisoformat(recorded_date) if recorded_date else None)
+    valid = (
+        destination_etag is not None
+        and metadata.get("anon_config_digest") == engine.config.digest
+        and metadata.get("anon_key_fingerprint") == key_fingerprint(engine)
+        and metadata.get("anon_engine_version") == engine.version
+    )
+    if not valid and recorded_date:
+        engine = engine_for(None)  # a new destination: today's reference date (or the setting)
+    source_properties = source.get_blob_properties()
+    source_etag, size = source_properties.etag, source_properties.size
+    # 2. Up to date already.
+    if valid and metadata.get("anon_source_etag") == source_etag.strip('"'):
+        return Outcome(
+            "up-to-date",
+            engine,
+            source_etag=source_etag,
+            range=(int(metadata["anon_source_offset"]),) * 2,
+            destination_etag=destination_etag,
+        )
+    offset, next_line, committed = 0, 1, []
+    if valid:
+        offset, next_line = int(metadata["anon_source_offset"]), int(metadata["anon_next_line"])
+        committed = [b.id for b in destination.get_block_list("committed")[0]]
+        # 3. The source must only have grown; otherwise start over.
+        if size < offset or _tail_hash(
+            _read_range(source, max(0, offset - TAIL_BYTES), offset, source_etag)
+        ) != metadata.get("anon_tail_sha256"):
+            log.info("source rewritten, not appended: reprocessing from the start")
+            offset, next_line, committed = 0, 1, []
+    sink = BlobSink(destination, committed, destination_etag)
+    return _stream(source, sink, engine, settings, source_etag, size, offset, next_line)
+
+
+def _stream(
+    source: BlobClient,
+    sink: BlobSink,
+    engine: Engine,
+    settings: Any,
+    source_etag: str,
+    size: int,
+    offset: int,
+    next_line: int,
+) -> Outcome:
+    # 4. Stream from the offset, pinned to the source etag.
+    window = _Window(offset)
+    name = source.blob_name
+    context = Context(
+        file_name=name.rsplit("/", 1)[-1], folder_name=name.rsplit("/", 1)[0] if "/" in name else ""
+    )
+
+    def chunks() -> Iterator[bytes]:
+        if offset >= size:
+            return
+        downloader = source.download_blob(
+            offset=offset, etag=source_etag, match_condition=MatchConditions.IfNotModified
+        )
+        for chunk in downloader.chunks():
+            window.feed(chunk)
+            yield chunk
+
+    run = StreamRun(
+        chunks(),
+        engine,
+        context=context,
+        start_offset=offset,
+        start_line=next_line,
+        on_invalid_line=settings.on_invalid_line,
+        max_line_bytes=settings.max_line_bytes,
+    )
+    outcome = Outcome("succeeded", engine, run.summary, source_etag, (offset, offset))
+    checkpoint_at = settings.checkpoint_bytes
+
+    def metadata(status: str) -> dict[str, str]:
+        position = offset + run.emitted_consumed
+        tail = window.tail(position)
+        if tail is None:
+            tail = _read_range(source, max(0, position - TAIL_BYTES), position, source_etag)
+        return {
+            "anon_source_etag": source_etag.strip('"') if status == COMPLETE else "",
+            "anon_source_offset": str(position),
+            "anon_next_line": str(run.emitted_next_line),
+            "anon_tail_sha256": _tail_hash(tail),
+            "anon_config_digest": engine.config.digest,
+            "anon_key_fingerprint": key_fingerprint(engine),
+            "anon_engine_version": engine.version,
+            "anon_reference_date": engine.reference_date.isoformat(),
+            "anon_status": status,
+        }
+
+    try:
+        for data in run:
+            sink.write(data)
+            # 5. A checkpoint after every ANONYMIZER_CHECKPOINT_BYTES of input.
+            if run.emitted_consumed >= checkpoint_at:
+                sink.commit(metadata(PARTIAL))
+                checkpoint_at = run.emitted_consumed + settings.checkpoint_bytes
+    except ResourceModifiedError:
+        # 6. The source changed during the read: keep what was processed; the new commit's
+        # trigger continues from there.
+        outcome.status = "superseded"
+        outcome.destination_etag = sink.commit(metadata(PARTIAL))
+        outcome.range = (offset, offset + run.emitted_consumed)
+        return outcome
+    position = offset + run.emitted_consumed
+    status = COMPLETE if position >= size else PARTIAL  # an unterminated last line waits
+    meta = metadata(status)
+    meta["anon_source_etag"] = source_etag.strip('"')
+    outcome.destination_etag = sink.commit(meta)
+    outcome.range = (offset, position)
+    return outcome

@@ -1,0 +1,32 @@
+"""Azure Functions app (Python v2 programming model): one blob-triggered function.
+
+Thin on purpose: the trigger hands over an SDK BlobClient (so multi-GB exports are streamed, never
+held in memory) and `anonymizer.azure.handler` does the rest. Settings: CONTRACT section 5.
+"""
+
+# No `from __future__ import annotations`: the worker reads the real annotation (the SDK type).
+import os
+
+import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blobext
+
+from anonymizer.azure.handler import Handler
+from anonymizer.azure.settings import CONNECTION
+
+# Read at import time: the trigger's path and source are part of the function's definition.
+SOURCE_CONTAINER = os.environ.get("ANONYMIZER_SOURCE_CONTAINER") or "fhir-export"
+TRIGGER_SOURCE = func.BlobSource(os.environ.get("ANONYMIZER_TRIGGER_SOURCE") or "EventGrid")
+
+app = func.FunctionApp()
+_handler: Handler | None = None
+
+
+@app.function_name("anonymize_export")
+@app.blob_trigger(
+    arg_name="client", path=f"{SOURCE_CONTAINER}/{{name}}", connection=CONNECTION, source=TRIGGER_SOURCE
+)
+def anonymize_export(client: blobext.BlobClient) -> None:
+    global _handler
+    if _handler is None:  # one handler (clients, compiled engine) per worker process
+        _handler = Handler()
+    _handler.handle(client)
