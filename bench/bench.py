@@ -96,24 +96,17 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def command_line(folder: Path, output: Path, workers: int) -> tuple[float, int]:
-    """Wall time and peak summed RSS (KiB) of `fhir-anonymize -b` over the folder."""
+def command_line(
+    folder: Path, output: Path, workers: int, command: list[str] | None = None
+) -> tuple[float, int]:
+    """Wall time and peak summed RSS (KiB) of `fhir-anonymize -b` over the folder (or of another
+    `fhir-anonymize` command given as its arguments)."""
     env = {**os.environ, **KEYS}
-    command = [
-        sys.executable,
-        "-m",
-        "anonymizer",
-        "-i",
-        str(folder),
-        "-o",
-        str(output),
-        "-b",
-        "--workers",
-        str(workers),
-        "--quiet",
-        "--reference-date",
-        "2026-01-01",
-    ]
+    arguments = command or [
+        "-i", str(folder), "-o", str(output), "-b", "--workers", str(workers), "--quiet",
+        "--reference-date", "2026-01-01",
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "anonymizer", *arguments]
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=REPO)
     peak = 0

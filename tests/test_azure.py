@@ -8,14 +8,8 @@ import base64
 import importlib
 import json
 import logging
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,83 +25,21 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from anonymizer.azure import growing
 from anonymizer.azure.handler import Handler
 from anonymizer.azure.settings import Settings
+from tests.azurite import AzuriteMissing, running_azurite
 
 REPO = Path(__file__).resolve().parent.parent
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 CRYPTO_KEY = "azure-test-crypto-hash-key-0001"
 DATE_KEY = "azure-test-date-shift-key-00001"
 DEMO = REPO / "anonymizer" / "demo" / "export"
 
 
-def _azurite_binary() -> str | None:
-    for candidate in (
-        os.environ.get("AZURITE_BIN"),
-        REPO / ".ci" / "azurite" / "node_modules" / ".bin" / "azurite",
-        shutil.which("azurite"),
-    ):
-        if candidate and Path(candidate).exists():
-            return str(candidate)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def azurite():
-    binary = _azurite_binary()
-    if binary is None:
-        pytest.skip(
-            "Azurite is not installed: `npm install --prefix .ci/azurite azurite@3.35.0` (.ci/run does)"
-        )
-    blob_port, queue_port, table_port = _free_port(), _free_port(), _free_port()
-    location = tempfile.mkdtemp(prefix="azurite-")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--silent",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--location",
-            location,
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(blob_port),
-            "--queueHost",
-            "127.0.0.1",
-            "--queuePort",
-            str(queue_port),
-            "--tableHost",
-            "127.0.0.1",
-            "--tablePort",
-            str(table_port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 30
-    for port in (blob_port, queue_port):
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline or process.poll() is not None:
-                    process.kill()
-                    pytest.fail("Azurite did not start")
-                time.sleep(0.1)
-    yield (
-        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{blob_port}/devstoreaccount1;"
-        f"QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"
-    )
-    process.terminate()
-    process.wait(10)
-    shutil.rmtree(location, ignore_errors=True)
+    try:
+        with running_azurite() as connection:
+            yield connection
+    except AzuriteMissing as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -1,0 +1,98 @@
+"""Starting a real Azurite on free loopback ports (tests and bench/bench_azure.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class AzuriteMissing(RuntimeError):
+    pass
+
+
+def azurite_binary() -> str | None:
+    for candidate in (
+        os.environ.get("AZURITE_BIN"),
+        REPO / ".ci" / "azurite" / "node_modules" / ".bin" / "azurite",
+        shutil.which("azurite"),
+    ):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_azurite(extra: list[str] | None = None) -> Iterator[str]:
+    """Yields the connection string of an Azurite listening on 127.0.0.1 (`--skipApiVersionCheck`:
+    the current SDKs send an API version Azurite 3.35 does not know)."""
+    binary = azurite_binary()
+    if binary is None:
+        raise AzuriteMissing(
+            "Azurite is not installed: `npm install --prefix .ci/azurite azurite@3.35.0` (.ci/run does)"
+        )
+    blob_port, queue_port, table_port = _free_port(), _free_port(), _free_port()
+    location = tempfile.mkdtemp(prefix="azurite-")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--silent",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--location",
+            location,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(blob_port),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(queue_port),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(table_port),
+            *(extra or []),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 30
+        for port in (blob_port, queue_port):
+            while True:  # wait for the port: polling with SDK calls would back off for seconds
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.time() > deadline or process.poll() is not None:
+                        raise RuntimeError("Azurite did not start") from None
+                    time.sleep(0.1)
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{blob_port}/devstoreaccount1;"
+            f"QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(location, ignore_errors=True)
