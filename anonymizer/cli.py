@@ -17,7 +17,7 @@ from anonymizer.engine import Engine
 from anonymizer.errors import ConfigurationError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DROPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-SUBCOMMANDS = ("demo", "validate", "watch")
+SUBCOMMANDS = ("demo", "validate", "watch", "verify")
 log = logging.getLogger("anonymizer")
 
 
@@ -225,6 +225,34 @@ def cmd_validate(argv: list[str]) -> int:
     return EXIT_USAGE if report.errors else EXIT_OK
 
 
+def cmd_verify(argv: list[str]) -> int:
+    from anonymizer import verify
+
+    p = argparse.ArgumentParser(
+        prog="fhir-anonymize verify",
+        description="Compare a source export with its anonymized output: counts per type and element, "
+        "a residual-PHI scan, and re-identification risk. SOURCE and DEST are folders or "
+        "container:NAME[/PREFIX] (through AzureWebJobsStorage).",
+    )
+    p.add_argument("source")
+    p.add_argument("destination")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    p.add_argument("--min-k", type=_positive, help="fail when the smallest quasi-identifier group is smaller")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        source, destination = verify.open_location(args.source), verify.open_location(args.destination)
+        report = verify.verify(source, destination, min_k=args.min_k)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.html:
+        Path(args.html).write_text(verify.render_html(report), encoding="utf-8")
+    print(json.dumps(report.to_dict(), indent=2) if args.json else verify.render_text(report))
+    return EXIT_OK if report.passed() else EXIT_FAILED
+
+
 def cmd_watch(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="fhir-anonymize watch",
@@ -245,7 +273,7 @@ def cmd_watch(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    handlers = {"demo": cmd_demo, "validate": cmd_validate, "watch": cmd_watch}
+    handlers = {"demo": cmd_demo, "validate": cmd_validate, "watch": cmd_watch, "verify": cmd_verify}
     try:
         if command is None:
             return cmd_anonymize(argv)
