@@ -31,6 +31,7 @@ DEFAULT_K = 5
 MIN_LENGTH = 3
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_IDENTIFIER_VALUE = re.compile(r"\.identifier(\[\d+\])?\.value$")
 _REFERENCE_ID = re.compile(r"^(?:[A-Za-z]+://[^ ]*?/)?([A-Z][A-Za-z]+)/([^/]+)(?:/_history/[^/]+)?$")
 
 
@@ -262,8 +263,8 @@ def _match(text: str, path: str, resource_type: str, subjects: SubjectValues) ->
     kind = subjects.whole.get(text)
     if kind is not None:
         return kind
-    if text in subjects.ids:
-        return "resource_id"
+    if text in subjects.ids:  # an identifier holding a resource's id is an identifier leak
+        return "identifier" if _IDENTIFIER_VALUE.search(path) else "resource_id"
     if path.endswith(".reference"):
         if text.startswith("urn:uuid:") and text[9:] in subjects.ids:
             return "reference"

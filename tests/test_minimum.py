@@ -165,3 +165,5 @@ def test_flu_profile_over_synthea(tmp_path, monkeypatch):
     assert summary["output"]["resources_by_type"]["Immunization"] == len(written["Immunization"])
     total_dropped = sum(n for reasons in dropped.values() for n in reasons.values())
     assert summary["output"]["resources"] + total_dropped == summary["input"]["lines"]
+    # ...and the Safe Harbor part of the profile passes verify
+    assert main(["verify", str(source), str(out), "--json"]) == 0
