@@ -17,7 +17,7 @@ from anonymizer.engine import Engine
 from anonymizer.errors import ConfigurationError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DROPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-SUBCOMMANDS = ("demo", "validate", "watch", "verify")
+SUBCOMMANDS = ("demo", "validate", "watch", "verify", "share")
 log = logging.getLogger("anonymizer")
 
 
@@ -253,6 +253,37 @@ def cmd_verify(argv: list[str]) -> int:
     return EXIT_OK if report.passed() else EXIT_FAILED
 
 
+def cmd_share(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="fhir-anonymize share",
+        description="Print a read+list, HTTPS-only SAS URL for a container (or a prefix in it) on stdout.",
+    )
+    p.add_argument("--container", required=True)
+    p.add_argument("--prefix", help="list only blobs under this prefix")
+    p.add_argument("--expiry", required=True, help="how long the link works: e.g. 90m, 24h, 7d (at most 7d)")
+    p.add_argument("--ip", help="allowed client IP address or range (a.b.c.d or a.b.c.d-e.f.g.h)")
+    p.add_argument(
+        "--user-delegation",
+        action="store_true",
+        help="sign with a user delegation key (azure-identity credentials) instead of the account key",
+    )
+    p.add_argument("--permissions", default="rl", help="r and/or l; anything else is refused")
+    args = p.parse_args(argv)
+    from anonymizer.azure.share import instructions, parse_duration, share_url
+
+    url = share_url(
+        args.container,
+        expiry=parse_duration(args.expiry),
+        prefix=args.prefix,
+        ip=args.ip,
+        user_delegation=args.user_delegation,
+        permissions=args.permissions,
+    )
+    print(url)
+    print(instructions(), file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_watch(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="fhir-anonymize watch",
@@ -273,7 +304,13 @@ def cmd_watch(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    handlers = {"demo": cmd_demo, "validate": cmd_validate, "watch": cmd_watch, "verify": cmd_verify}
+    handlers = {
+        "demo": cmd_demo,
+        "validate": cmd_validate,
+        "watch": cmd_watch,
+        "verify": cmd_verify,
+        "share": cmd_share,
+    }
     try:
         if command is None:
             return cmd_anonymize(argv)

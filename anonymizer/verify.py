@@ -193,25 +193,38 @@ class Report:
         paths = {}
         for resource_type in sorted(set(self.elements_in) | set(self.elements_out)):
             before, after = self.elements_in.get(resource_type, {}), self.elements_out.get(resource_type, {})
-            paths[resource_type] = {p: [before.get(p, 0), after.get(p, 0)] for p in sorted(set(before) | set(after))}
+            paths[resource_type] = {
+                p: [before.get(p, 0), after.get(p, 0)] for p in sorted(set(before) | set(after))
+            }
         return {
             "passed": self.passed(),
-            "resources": {t: [self.types_in.get(t, 0), self.types_out.get(t, 0)]
-                          for t in sorted(set(self.types_in) | set(self.types_out))},
+            "resources": {
+                t: [self.types_in.get(t, 0), self.types_out.get(t, 0)]
+                for t in sorted(set(self.types_in) | set(self.types_out))
+            },
             "elements": paths,
             "leaks": self.leaks,
             "findings_by_kind": self.findings_by_kind(),
             "findings": self.findings,
-            "non_subject": {"count": len(self.non_subject),
-                            "by_kind": dict(sorted(Counter(f["kind"] for f in self.non_subject).items())),
-                            "first": self.non_subject[:20]},
-            "risk": {"quasi_identifiers": ["birth year", "gender", "3-digit zip", "state"], "k": self.k,
-                     "threshold": self.threshold, "min_k": self.min_k, "groups_below_threshold": self.groups_below,
-                     "patients_below_threshold": self.patients_below},
+            "non_subject": {
+                "count": len(self.non_subject),
+                "by_kind": dict(sorted(Counter(f["kind"] for f in self.non_subject).items())),
+                "first": self.non_subject[:20],
+            },
+            "risk": {
+                "quasi_identifiers": ["birth year", "gender", "3-digit zip", "state"],
+                "k": self.k,
+                "threshold": self.threshold,
+                "min_k": self.min_k,
+                "groups_below_threshold": self.groups_below,
+                "patients_below_threshold": self.patients_below,
+            },
         }
 
 
-def verify(source: Iterable[Document], destination: Iterable[Document], *, min_k: int | None = None) -> Report:
+def verify(
+    source: Iterable[Document], destination: Iterable[Document], *, min_k: int | None = None
+) -> Report:
     report = Report(threshold=min_k or DEFAULT_K, min_k=min_k)
     subjects = SubjectValues()
     for _, _, resource in source:
@@ -242,8 +255,9 @@ def _quasi_identifiers(patient: dict) -> tuple:
     return (year, patient.get("gender"), postal[:3] if type(postal) is str else None, address.get("state"))
 
 
-def _scan(resource: dict, resource_type: str, file: str, line: int, subjects: SubjectValues,
-          report: Report) -> None:
+def _scan(
+    resource: dict, resource_type: str, file: str, line: int, subjects: SubjectValues, report: Report
+) -> None:
     target = report.non_subject if resource_type in NON_SUBJECT_TYPES else report.findings
     for path, value in _walk(resource, resource_type):
         if type(value) is not str:
@@ -283,20 +297,27 @@ def render_text(report: Report) -> str:
     data = report.to_dict()
     lines = ["resources (in -> out):"]
     lines += [f"  {t:28} {a:>8} -> {b:<8}" for t, (a, b) in data["resources"].items()]
-    lines.append(f"residual PHI: {report.leaks} finding(s)" +
-                 (f" {data['findings_by_kind']}" if report.leaks else ""))
+    lines.append(
+        f"residual PHI: {report.leaks} finding(s)" + (f" {data['findings_by_kind']}" if report.leaks else "")
+    )
     for finding in report.findings[:25]:
         lines.append(f"  {finding['file']}:{finding['line']} {finding['path']} {finding['value']}")
     if report.leaks > 25:
         lines.append(f"  ... {report.leaks - 25} more (--json lists all)")
-    lines.append(f"non-subject matches (Organization, Practitioner, Location; kept on purpose): "
-                 f"{len(report.non_subject)}")
+    lines.append(
+        f"non-subject matches (Organization, Practitioner, Location; kept on purpose): "
+        f"{len(report.non_subject)}"
+    )
     risk = data["risk"]
     if report.k is not None:
-        lines.append(f"re-identification risk: smallest group k = {report.k}; {risk['patients_below_threshold']} "
-                     f"patient(s) in {risk['groups_below_threshold']} group(s) below {report.threshold}")
+        lines.append(
+            f"re-identification risk: smallest group k = {report.k}; {risk['patients_below_threshold']} "
+            f"patient(s) in {risk['groups_below_threshold']} group(s) below {report.threshold}"
+        )
         if report.min_k is None and report.k < report.threshold:
-            lines.append(f"warning: k = {report.k} is below {report.threshold} (pass --min-k to enforce a minimum)")
+            lines.append(
+                f"warning: k = {report.k} is below {report.threshold} (pass --min-k to enforce a minimum)"
+            )
     lines.append("PASSED" if report.passed() else "FAILED")
     return "\n".join(lines)
 
@@ -310,8 +331,10 @@ def render_html(report: Report) -> str:
     def bars(rows: list[tuple[str, float, float]], title: str) -> str:
         top = max([max(a, b) for _, a, b in rows] or [1]) or 1
         height = 22 * len(rows) + 30
-        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" role="img" '
-                 f'aria-label="{escape(title)}">']
+        parts = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" role="img" '
+            f'aria-label="{escape(title)}">'
+        ]
         for i, (label, a, b) in enumerate(rows):
             y = 24 + 22 * i
             parts.append(f'<text x="0" y="{y + 12}" font-size="12">{escape(label)}</text>')
@@ -325,7 +348,9 @@ def render_html(report: Report) -> str:
     findings = [(k, n, 0) for k, n in data["findings_by_kind"].items()]
     rows = "".join(
         f"<tr><td>{escape(f['file'])}</td><td>{f['line']}</td><td>{escape(f['path'])}</td>"
-        f"<td>{escape(f['value'])}</td></tr>" for f in report.findings[:500])
+        f"<td>{escape(f['value'])}</td></tr>"
+        for f in report.findings[:500]
+    )
     status = "PASSED" if report.passed() else "FAILED"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fhir-anonymize verify: {status}</title>

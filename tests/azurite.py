@@ -37,10 +37,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (Azurite refuses HTTPS-only SAS over plain HTTP)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
 @contextmanager
-def running_azurite(extra: list[str] | None = None) -> Iterator[str]:
+def running_azurite(extra: list[str] | None = None, *, https: bool = False) -> Iterator[str]:
     """Yields the connection string of an Azurite listening on 127.0.0.1 (`--skipApiVersionCheck`:
-    the current SDKs send an API version Azurite 3.35 does not know)."""
+    the current SDKs send an API version Azurite 3.35 does not know). With `https`, `extra` must
+    carry `--cert` and `--key`."""
     binary = azurite_binary()
     if binary is None:
         raise AzuriteMissing(
@@ -84,10 +124,11 @@ def running_azurite(extra: list[str] | None = None) -> Iterator[str]:
                     if time.time() > deadline or process.poll() is not None:
                         raise RuntimeError("Azurite did not start") from None
                     time.sleep(0.1)
+        scheme = "https" if https else "http"
         yield (
-            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{blob_port}/devstoreaccount1;"
-            f"QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;"
+            f"DefaultEndpointsProtocol={scheme};AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={scheme}://127.0.0.1:{blob_port}/devstoreaccount1;"
+            f"QueueEndpoint={scheme}://127.0.0.1:{queue_port}/devstoreaccount1;"
         )
     finally:
         process.terminate()
