@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from anonymizer import jsonio
 from anonymizer.errors import AnonymizerError, InvalidInputError
@@ -192,24 +192,7 @@ def _complete_object(data: bytes) -> bool:
         return False
 
 
-def anonymize_stream(
-    chunks: Iterable[bytes],
-    engine: Engine,
-    *,
-    context: Context | None = None,
-    start_offset: int = 0,
-    start_line: int = 1,
-    on_invalid_line: str = "drop",
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    input_complete: bool = False,
-) -> StreamRun:
-    return StreamRun(
-        chunks,
-        engine,
-        context=context,
-        start_offset=start_offset,
-        start_line=start_line,
-        on_invalid_line=on_invalid_line,
-        max_line_bytes=max_line_bytes,
-        input_complete=input_complete,
-    )
+def anonymize_stream(chunks: Iterable[bytes], engine: Engine, **options: Any) -> StreamRun:
+    """The streaming core's entry point (CONTRACT section 2); `options` are StreamRun's: context,
+    start_offset, start_line, on_invalid_line, max_line_bytes, input_complete."""
+    return StreamRun(chunks, engine, **options)

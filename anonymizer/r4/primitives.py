@@ -110,24 +110,21 @@ def _valid_calendar(year: str, month: str | None, day: str | None) -> bool:
     return True
 
 
-def _date(value: object) -> str | None:
-    text = _string(value)
-    if text is None:
-        return None
-    m = DATE_RE.fullmatch(text)
-    if m is None or not _valid_calendar(m[1], m[2], m[3]):
-        raise _bad("date")
-    return text
+def _calendar_text(pattern: re.Pattern[str], type_name: str) -> Callable[[object], str | None]:
+    def normalize(value: object) -> str | None:
+        text = _string(value)
+        if text is None:
+            return None
+        m = pattern.fullmatch(text)
+        if m is None or not _valid_calendar(m[1], m[2], m[3]):
+            raise _bad(type_name)
+        return text
+
+    return normalize
 
 
-def _datetime(value: object) -> str | None:
-    text = _string(value)
-    if text is None:
-        return None
-    m = DATETIME_RE.fullmatch(text)
-    if m is None or not _valid_calendar(m[1], m[2], m[3]):
-        raise _bad("dateTime")
-    return text
+_date = _calendar_text(DATE_RE, "date")
+_datetime = _calendar_text(DATETIME_RE, "dateTime")
 
 
 def _time(value: object) -> str | None:
