@@ -76,12 +76,21 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def azurite_337_command() -> list[str] | None:
+    """Azurite 3.37 on Node 22 (the first to verify user delegation SAS), if installed."""
+    base = REPO / ".ci" / "azurite337" / "node_modules"
+    node, script = base / ".bin" / "node", base / "azurite" / "dist" / "src" / "azurite.js"
+    return [str(node), str(script)] if node.exists() and script.exists() else None
+
+
 @contextmanager
-def running_azurite(extra: list[str] | None = None, *, https: bool = False) -> Iterator[str]:
+def running_azurite(
+    extra: list[str] | None = None, *, https: bool = False, command: list[str] | None = None
+) -> Iterator[str]:
     """Yields the connection string of an Azurite listening on 127.0.0.1 (`--skipApiVersionCheck`:
     the current SDKs send an API version Azurite 3.35 does not know). With `https`, `extra` must
     carry `--cert` and `--key`."""
-    binary = azurite_binary()
+    binary = command or azurite_binary()
     if binary is None:
         raise AzuriteMissing(
             "Azurite is not installed: `npm install --prefix .ci/azurite azurite@3.35.0` (.ci/run does)"
@@ -90,7 +99,7 @@ def running_azurite(extra: list[str] | None = None, *, https: bool = False) -> I
     location = tempfile.mkdtemp(prefix="azurite-")
     process = subprocess.Popen(
         [
-            binary,
+            *(binary if isinstance(binary, list) else [binary]),
             "--silent",
             "--skipApiVersionCheck",
             "--disableTelemetry",

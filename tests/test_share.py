@@ -1,6 +1,6 @@
 """`fhir-anonymize share` against Azurite over TLS: the URL lists and reads, cannot write or delete,
 stops working when it expires, carries the IP range; write permissions and long expiries are
-refused. User delegation keys are not exercised here (Azurite 3.35 does not verify them)."""
+refused; and a user delegation SAS on Azurite 3.37 (Node 22, `--oauth basic`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from anonymizer.azure.share import parse_duration, share_url
 from anonymizer.cli import main
-from tests.azurite import AzuriteMissing, running_azurite, self_signed_certificate
+from tests.azurite import AzuriteMissing, azurite_337_command, running_azurite, self_signed_certificate
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,55 @@ def test_expiry_is_required(capsys):
 def test_durations():
     assert parse_duration("1d12h") == timedelta(days=1, hours=12)
     assert parse_duration("90m") == timedelta(minutes=90)
+
+
+class _TestTokenCredential:
+    """Mints a token Azurite's `--oauth basic` accepts (it checks audience, issuer and times, not
+    the signature): a stand-in for azure-identity in tests."""
+
+    def get_token(self, *scopes, **kwargs):
+        import base64
+        import json
+
+        from azure.core.credentials import AccessToken
+
+        def encode(part: dict) -> str:
+            return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+        now = int(time.time())
+        tenant = "ab1f708d-50f6-404c-a006-d71b2ac7a606"
+        claims = {
+            "aud": "https://storage.azure.com",
+            "iss": f"https://sts.windows.net/{tenant}/",
+            "iat": now,
+            "nbf": now - 60,
+            "exp": now + 3600,
+            "oid": "00000000-0000-0000-0000-000000000001",
+            "tid": tenant,
+        }
+        return AccessToken(f"{encode({'alg': 'RS256', 'typ': 'JWT'})}.{encode(claims)}.c2ln", now + 3600)
+
+
+def test_user_delegation_share_on_azurite_337(tmp_path):
+    command = azurite_337_command()
+    if command is None:
+        pytest.skip("Azurite 3.37 on Node 22 is not installed (.ci/run installs it into .ci/azurite337)")
+    cert, key = self_signed_certificate(tmp_path)
+    extra = ["--cert", str(cert), "--key", str(key), "--oauth", "basic"]
+    with running_azurite(extra, https=True, command=command) as connection:
+        admin = BlobServiceClient.from_connection_string(connection, connection_verify=str(cert))
+        admin.create_container("delegated").upload_blob("a.ndjson", b"{}\n")
+        service = BlobServiceClient(admin.url, credential=_TestTokenCredential(), connection_verify=str(cert))
+        url = share_url("delegated", expiry=timedelta(hours=1), user_delegation=True, service=service)
+        query = parse_qs(urlparse(url).query)
+        assert "skoid" in query and query["sp"] == ["rl"]
+        container = _container(url, str(cert))
+        assert [b.name for b in container.list_blobs()] == ["a.ndjson"]
+        assert container.download_blob("a.ndjson").readall() == b"{}\n"
+        with pytest.raises(HttpResponseError) as info:
+            container.upload_blob("b.ndjson", b"x")
+        assert info.value.status_code == 403
+        tampered = _container(url.replace("sig=", "sig=AA"), str(cert))
+        with pytest.raises(HttpResponseError) as info:
+            tampered.download_blob("a.ndjson").readall()
+        assert info.value.status_code == 403
