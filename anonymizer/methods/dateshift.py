@@ -68,11 +68,10 @@ class DateShiftMethod(Method):
         super().__init__(rule, parameters, rule_index)
         self._offsets = DateShiftOffsets(parameters.date_shift_key or "")
         self._shifted: dict[tuple[str, int, bool], tuple[str | None, str]] = {}
-        # Whether the root id this rule sees was already rewritten by an earlier rule is decided
-        # by the plan (it knows which rule reaches the root's id); it sets this flag per resource
-        # type through `offset_for`.
 
     def offset_for(self, state: ResourceState, id_rewritten: bool) -> int:
+        """Days to shift. `id_rewritten`: the plan knows whether the rule that reaches the root's
+        id runs before this one, so whether this rule sees the id hashed or as written."""
         params = self.parameters
         if params.date_shift_fixed_offset is not None:
             return params.date_shift_fixed_offset

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import fhirpathpy
@@ -167,12 +166,6 @@ PRIMITIVE_SHADOW = ComplexType(
 
 def is_resource_type(name: object) -> bool:
     return isinstance(name, str) and name in RESOURCE_TYPES
-
-
-@cache
-def element_names_of_type(type_name: str) -> frozenset[str]:
-    """Base element names of a complex type (for `validate`'s path checks)."""
-    return complex_type(type_name).names
 
 
 _REACH: dict[tuple[str, frozenset[str]], tuple[frozenset[str], frozenset[str]]] = {}
