@@ -23,9 +23,14 @@ def credential(settings: Settings) -> Any:
 TRANSFER = {"max_single_get_size": 4 << 20, "max_chunk_get_size": 4 << 20}
 
 
-def streaming_blob(blob: BlobClient) -> BlobClient:
-    """The same blob through a client tuned for streaming (the trigger's client has defaults)."""
-    return BlobClient.from_blob_url(blob.url, credential=blob.credential, **TRANSFER)
+def tune_for_streaming(blob: BlobClient) -> BlobClient:
+    """Streamed reads in 4 MiB requests on a client built elsewhere (the trigger's has the SDK's
+    defaults); its pipeline, credential and hooks stay as they are."""
+    config = getattr(blob, "_config", None)
+    if config is not None:
+        for name, value in TRANSFER.items():
+            setattr(config, name, min(getattr(config, name, value), value))
+    return blob
 
 
 def blob_service(settings: Settings, **kwargs: Any) -> BlobServiceClient:

@@ -85,12 +85,7 @@ class Handler:
             log.info("skipped %s: not an .ndjson file", name)
             return None
         self._prepare()
-        if (
-            source.url
-            and getattr(source, "_config", None) is not None
-            and source._config.max_single_get_size > clients.TRANSFER["max_single_get_size"]
-        ):
-            source = clients.streaming_blob(source)
+        source = clients.tune_for_streaming(source)
         destination = self.destination.get_blob_client(self.settings.destination_name(name))
         try:
             outcome = growing.process(source, destination, self.engine_for, self.settings)
