@@ -104,11 +104,15 @@ class Walk:
             out = {}
         plain = not self.claims  # no dynamic rule matched in this resource
         if plain:
+            # Generated code for a key sequence seen twice (once is often all there is: no
+            # compiling for it); False marks the first sighting.
             walk_shape = node.shapes.get(shape := tuple(obj))
-            if walk_shape is None and len(node.shapes) < MAX_SHAPES:
+            if walk_shape is False:
                 walk_shape = node.shapes[shape] = compile_shape(node, shape)
-            if walk_shape is not None:
+            if walk_shape:
                 return walk_shape(obj, out, self, self.state)
+            if walk_shape is None and len(node.shapes) < MAX_SHAPES:
+                node.shapes[shape] = False
         state = self.state
         for key, value in obj.items():
             slot = node[key]
