@@ -63,17 +63,6 @@ def _drop(value: Any, state: Any) -> None:
     return None
 
 
-def _type_matches(node_type: str, wanted: str) -> bool:
-    if node_type == wanted:
-        return True
-    parent = model._TYPE2PARENT.get(node_type)
-    while parent is not None:
-        if parent == wanted:
-            return True
-        parent = model._TYPE2PARENT.get(parent)
-    return False
-
-
 class Slot:
     """How one JSON property of a plan node is processed (see walker.py)."""
 
@@ -183,7 +172,7 @@ class ResourcePlanBuilder:
             if selector.kind == CHILD:
                 out.add((rule_index, position, False))
             elif selector.kind == IS_TYPE:
-                if _type_matches(node_type, selector.arg):
+                if model.is_type_or_subtype(node_type, selector.arg):
                     work.append((rule_index, position + 1, False))
             else:
                 arg = node_type if selector.kind == BY_TYPE else name

@@ -17,22 +17,6 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
-def _known_type(name: str) -> bool:
-    return (
-        name in model.PRIMITIVE_TYPES
-        or name in model.RESOURCE_TYPES
-        or name in model._TYPE2PARENT
-        or name == "BackboneElement"
-    )
-
-
-def _element_names(type_key: str) -> set[str]:
-    try:
-        return set(model.complex_type(type_key).names)
-    except (ImportError, AttributeError, KeyError):
-        return set()
-
-
 def _children(type_keys: set[str], name: str) -> set[str]:
     """Type keys of the elements called `name` under any of `type_keys`."""
     out = set()
@@ -63,7 +47,7 @@ def path_problem(path_text: str) -> str | None:
         current = set(model.RESOURCE_TYPES)
     for selector in path.selectors:
         if selector.kind in (BY_TYPE, IS_TYPE):
-            if not _known_type(selector.arg):
+            if not model.is_known_type(selector.arg):
                 return f"{selector.arg} is not an R4 type"
             current = {selector.arg} if selector.kind == BY_TYPE else current
         elif selector.kind == BY_NAME:

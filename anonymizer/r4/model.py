@@ -164,6 +164,19 @@ PRIMITIVE_SHADOW = ComplexType(
 )
 
 
+def is_type_or_subtype(type_name: str, wanted: str) -> bool:
+    """`type_name` is `wanted` or derives from it (Age is a Quantity), as FHIRPath `is` says."""
+    while type_name is not None:
+        if type_name == wanted:
+            return True
+        type_name = _TYPE2PARENT.get(type_name)
+    return False
+
+
+def is_known_type(name: str) -> bool:
+    return name in PRIMITIVE_TYPES or name in _TYPE2PARENT or name == "BackboneElement"
+
+
 def is_resource_type(name: object) -> bool:
     return isinstance(name, str) and name in RESOURCE_TYPES
 
