@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from anonymizer import jsonio
-from anonymizer.errors import AnonymizerError, InvalidInputError
+from anonymizer.errors import AnonymizerError, InvalidInputError, ProcessingError
 from anonymizer.summary import Summary
 
 if TYPE_CHECKING:
@@ -156,10 +156,15 @@ class StreamRun:
             if reason is not None:
                 summary.dropped[(str(resource.get("resourceType")), reason)] += 1
                 return None
+        failed = False
         try:
             result = engine.anonymize(resource, self.context, source=line, selected=True)
         except InvalidInputError as exc:
             fault = exc.kind
+        except ProcessingError:  # under `processingErrors: raise` (skip never gets here)
+            failed = True
+        if failed:
+            raise LineFault("processing_error", self.next_line)
         if fault is not None:
             return self._fault(fault)
         if result is None:  # filtered out (minimum necessary)

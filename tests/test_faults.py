@@ -171,3 +171,27 @@ def test_command_line_exit_status_3_and_clean_logs(tmp_path, capsys):
     assert "CANARY" not in everything
     written = (tmp_path / "o" / "Faults.ndjson").read_text().splitlines()
     assert len(written) == sum(1 for line, kind in lines if kind is None and line.strip())
+
+
+def test_processing_error_fails_the_file_at_its_line_unless_skipped(tmp_path):
+    rules = [{"path": "Patient.name.family", "method": "generalize", "cases": {"$this >= 0": "1"}}]
+    lines = [json.dumps(GOOD).encode(), json.dumps({**GOOD, "name": [{"family": "CANARY999"}]}).encode()]
+    raising = Engine.from_dict({"fhirPathRules": rules})
+    with pytest.raises(LineFault) as info:
+        b"".join(anonymize_stream([b"\n".join(lines)], raising))
+    assert (info.value.kind, info.value.line) == ("processing_error", 2)
+    assert "CANARY" not in _all_text(info.value)
+    skipping = Engine.from_dict({"fhirPathRules": rules, "processingErrors": "skip"})
+    out = b"".join(anonymize_stream([b"\n".join(lines)], skipping)).splitlines()
+    assert json.loads(out[1]) == {
+        "resourceType": "Patient",
+        "meta": {
+            "security": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                    "code": "REDACTED",
+                    "display": "redacted",
+                }
+            ]
+        },
+    }
