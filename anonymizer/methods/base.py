@@ -43,6 +43,7 @@ class ResourceState:
     patient_id: str | None = None
     file_name: str | None = None
     folder_name: str | None = None
+    offsets: dict[tuple, int] = field(default_factory=dict)  # date shifts decided for this resource
 
 
 # (value, state) -> new value, or None when the value is removed.

@@ -113,7 +113,10 @@ class DateShiftMethod(Method):
             return (redact_partial(match, value, reference_date) if partial else None), REDACT
 
         def shift(value: str, state: ResourceState) -> str | None:
-            days = self.offset_for(state, id_rewritten)
+            decision = (self, id_rewritten, state.is_root)  # one offset per resource and rule
+            days = state.offsets.get(decision)
+            if days is None:
+                days = state.offsets[decision] = self.offset_for(state, id_rewritten)
             key = (value, days, is_date)
             found = cache.get(key)
             if found is None:
