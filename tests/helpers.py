@@ -19,3 +19,18 @@ def engine(rules: list[dict], **parameters: Any) -> Engine:
 
 def rule(path: str, method: str, **settings: Any) -> dict:
     return {"path": path, "method": method, **settings}
+
+
+# What the reference leaves of a Patient that a rule redacted whole, or that `skip` replaced.
+REDACTED_PATIENT = {
+    "resourceType": "Patient",
+    "meta": {
+        "security": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "REDACTED",
+                "display": "redacted",
+            }
+        ]
+    },
+}
