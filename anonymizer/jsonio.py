@@ -58,6 +58,12 @@ def needs_exact_path(data: bytes) -> bool:
     return False
 
 
+def decimal_text(value: Decimal) -> str:
+    """A decimal as .NET prints it: never with an exponent (`1E+2` -> `100`)."""
+    text = str(value)
+    return format(value, "f") if "E" in text or "e" in text else text
+
+
 class RawNumber(Decimal):
     """A JSON number from the exact path: its value as a Decimal, its text as written."""
 
@@ -65,7 +71,7 @@ class RawNumber(Decimal):
 
     def __new__(cls, text: str) -> RawNumber:
         number = super().__new__(cls, text)
-        number.text = text if "e" not in text and "E" not in text else format(number, "f")
+        number.text = text if "e" not in text and "E" not in text else decimal_text(number)
         return number
 
 
@@ -102,8 +108,7 @@ def _exact_default(value: Any) -> Any:
     if type(value) is RawNumber:
         return orjson.Fragment(value.text)
     if isinstance(value, Decimal):
-        text = str(value)
-        return orjson.Fragment(format(value, "f") if "E" in text else text)
+        return orjson.Fragment(decimal_text(value))
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 

@@ -75,15 +75,12 @@ class Walk:
         return out
 
     def _remember_root_id(self, obj: dict, node: PlanNode) -> None:
-        """Date shifting needs the root's id both as written and as the rules leave it."""
-        state = self.state
+        """Date shifting needs the root's id as written, and may ask for it as the rules leave it
+        (ResourceState.root_id_out applies the id's action then)."""
         raw = obj.get("id")
         slot = node["id"]
-        value = slot.normalize(raw) if raw is not None else None
-        state.root_id_raw = value or ""
-        if value is not None and slot.action is not None:
-            value = slot.action(value, state)
-        state.root_id_out = "" if value is None else str(value)
+        self.state.root_id_raw = (slot.normalize(raw) if raw is not None else None) or ""
+        self.state.root_id_action = slot.action
 
     def _dynamic_claims(self, builder: ResourcePlanBuilder, obj: dict) -> dict[Any, int]:
         """Nodes matched by rules the plan could not decide, keyed by identity: an object by

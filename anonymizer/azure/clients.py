@@ -3,12 +3,14 @@ azure-identity (DefaultAzureCredential, or ManagedIdentityCredential for a user-
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from azure.storage.blob import BlobClient, BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from anonymizer.azure.settings import Settings
+from anonymizer.azure.settings import CONNECTION, Settings
+from anonymizer.errors import ConfigurationError
 
 
 def credential(settings: Settings) -> Any:
@@ -61,3 +63,13 @@ def config_blob(url: str, settings: Settings) -> BlobClient:
         service = BlobServiceClient.from_connection_string(settings.connection_string)
         return BlobClient.from_blob_url(url, credential=service.credential)
     return BlobClient.from_blob_url(url, credential=credential(settings))
+
+
+def blob_service_from_environment() -> BlobServiceClient:
+    """The storage of the app settings, for commands that need only the connection (`share`,
+    `verify container:...`); the container settings are irrelevant to them."""
+    environ = dict(os.environ)
+    if not (environ.get(CONNECTION) or environ.get(f"{CONNECTION}__blobServiceUri")):
+        raise ConfigurationError(f"set {CONNECTION} (or {CONNECTION}__blobServiceUri with an identity)")
+    environ.update({"ANONYMIZER_SOURCE_CONTAINER": "-", "ANONYMIZER_DESTINATION_CONTAINER": "--"})
+    return blob_service(Settings.from_env(environ))

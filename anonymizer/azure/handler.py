@@ -26,6 +26,7 @@ from anonymizer.azure.settings import Settings
 from anonymizer.engine import Engine
 from anonymizer.errors import AnonymizerError, ConfigurationError
 from anonymizer.stream import LineFault
+from anonymizer.summary import Summary
 
 log = logging.getLogger("anonymizer.azure")
 
@@ -111,7 +112,7 @@ class Handler:
         message: dict[str, Any] = {"status": "failed"}
         try:
             engine = self.engine_for(None)
-            message = engine_summary_stub(engine)
+            message = Summary().to_dict(status="failed", engine=engine)
         except ConfigurationError:
             pass
         return self._message(
@@ -151,10 +152,3 @@ class Handler:
             message = {k: message[k] for k in ("status", "source", "destination", "error") if k in message}
             text = json.dumps(message, separators=(",", ":"))
         self.queue.send_message(text)
-
-
-def engine_summary_stub(engine: Engine) -> dict:
-    """The summary fields of a run that failed before or while streaming."""
-    from anonymizer.summary import Summary
-
-    return Summary().to_dict(status="failed", engine=engine)

@@ -8,7 +8,6 @@ accounts). The URL goes to stdout only and is never logged.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -16,7 +15,6 @@ from urllib.parse import quote
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from anonymizer.azure import clients
-from anonymizer.azure.settings import CONNECTION, Settings
 from anonymizer.errors import ConfigurationError
 
 MAX_EXPIRY = timedelta(days=7)
@@ -38,16 +36,6 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
-def _service() -> BlobServiceClient:
-    environ = dict(os.environ)
-    environ.update({"ANONYMIZER_SOURCE_CONTAINER": "-", "ANONYMIZER_DESTINATION_CONTAINER": "--"})
-    if not (environ.get(CONNECTION) or environ.get(f"{CONNECTION}__blobServiceUri")):
-        raise ConfigurationError(
-            f"share needs {CONNECTION} (or {CONNECTION}__blobServiceUri with an identity)"
-        )
-    return clients.blob_service(Settings.from_env(environ))
-
-
 def share_url(
     container: str,
     *,
@@ -60,7 +48,7 @@ def share_url(
 ) -> str:
     if not permissions or set(permissions) - ALLOWED_PERMISSIONS:
         raise ConfigurationError("a research share is read and list only (permissions 'r' and 'l')")
-    service = service or _service()
+    service = service or clients.blob_service_from_environment()
     now = datetime.now(UTC)
     start, end = now - timedelta(minutes=5), now + expiry  # a little slack for clock skew
     permission = ContainerSasPermissions(read="r" in permissions, list="l" in permissions)

@@ -38,12 +38,23 @@ class ResourceState:
 
     ops: set[str] = field(default_factory=set)
     root_id_raw: str = ""
-    root_id_out: str = ""
+    root_id_action: Any = None  # the action the plan applies to the root's id, if any
+    _root_id_out: str | None = None
     is_root: bool = True
     patient_id: str | None = None
     file_name: str | None = None
     folder_name: str | None = None
     offsets: dict[tuple, int] = field(default_factory=dict)  # date shifts decided for this resource
+
+    @property
+    def root_id_out(self) -> str:
+        """The root's id as the rules leave it; computed only when a date shift needs it."""
+        if self._root_id_out is None:
+            value: Any = self.root_id_raw or None
+            if value is not None and self.root_id_action is not None:
+                value = self.root_id_action(value, self)
+            self._root_id_out = "" if value is None else str(value)
+        return self._root_id_out
 
 
 # (value, state) -> new value, or None when the value is removed.

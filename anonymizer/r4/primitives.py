@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from anonymizer.errors import InvalidInputError
-from anonymizer.jsonio import check_float
+from anonymizer.jsonio import check_float, decimal_text
 
 # .NET String.Trim() removes Unicode White_Space per char.IsWhiteSpace; Python's str.strip() would
 # also strip U+001C..U+001F, so the set is explicit.
@@ -170,7 +170,6 @@ def value_text(value: object) -> str:
         return "True"
     if value is False:
         return "False"
-    text = str(value)
-    if type(value) is not str and ("E" in text or "e" in text) and isinstance(value, Decimal):
-        return format(value, "f")  # .NET decimals print without an exponent
-    return text
+    if isinstance(value, Decimal):
+        return decimal_text(value)
+    return str(value)
