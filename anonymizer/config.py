@@ -79,6 +79,13 @@ class Parameters:
         """One HMAC (with its cache) per engine, shared by every cryptoHash rule."""
         return self._hasher
 
+    @cached_property
+    def date_shift_offsets(self):
+        """One offset table (with its cache) per engine, shared by every dateShift rule."""
+        from anonymizer.methods.dateshift import DateShiftOffsets
+
+        return DateShiftOffsets(self.date_shift_key or "")
+
 
 @dataclass
 class Configuration:

@@ -16,6 +16,7 @@ from anonymizer.methods import load_methods
 from anonymizer.methods.base import ResourceState
 from anonymizer.plan import ResourcePlanBuilder, compile_rules
 from anonymizer.r4.compartment import patient_id_of
+from anonymizer.reuse import ReusePool
 from anonymizer.walker import Walk
 
 ENGINE_VERSION = "0.1.0"
@@ -38,6 +39,7 @@ class Engine:
         self.parameters = config.parameters
         self.rules = compile_rules(config.rules, config.parameters)
         self._plans: dict[str, ResourcePlanBuilder] = {}
+        self._reuse_pool = ReusePool()
         self._patient_scope = config.parameters.date_shift_scope == "patient"
         self.minimum = config.minimum
 
@@ -82,7 +84,7 @@ class Engine:
         plan = self._plans.get(resource_type)
         if plan is None:
             applicable = [rule for rule in self.rules if rule.applies_to(resource_type)]
-            plan = ResourcePlanBuilder(resource_type, applicable)
+            plan = ResourcePlanBuilder(resource_type, applicable, self._reuse_pool)
             self._plans[resource_type] = plan
         return plan
 
@@ -97,26 +99,30 @@ class Engine:
         *,
         source: bytes | None = None,
         selected: bool = False,
+        reuse: bool = False,
     ) -> dict | None:
         """Anonymize one resource (a Bundle or a resource with contained ones included); None
         when the minimum-necessary extension drops it (`selected`: already checked).
         `source` is the JSON text it was parsed from with `jsonio.loads`, if any: numbers orjson
-        would not reproduce are then taken from it."""
+        would not reproduce are then taken from it. `reuse` (for callers that serialise the
+        result at once and parsed it with `jsonio.loads`): the result may share objects with the
+        input and with earlier results (reuse.py)."""
         if self.minimum is not None and not selected and self.minimum.drop_reason(resource):
             return None
         try:
-            return self._anonymize(resource, context)
+            return self._anonymize(resource, context, reuse)
         except jsonio.InexactNumber:
             if source is not None:
                 exact = jsonio.loads_exact(source)
             else:  # no text: floats are written in their shortest form
                 exact = jsonio.exact_floats(resource)
-            return self._anonymize(exact, context)
+            return self._anonymize(exact, context, reuse=False)  # Decimals: no JSON key
 
-    def _anonymize(self, resource: dict, context: Context | None) -> dict:
+    def _anonymize(self, resource: dict, context: Context | None, reuse: bool) -> dict:
         if self.minimum is not None:
             resource = self.minimum.prune(resource)
         state = ResourceState()
+        state.reuse = reuse
         if context is not None:
             state.file_name = context.file_name
             state.folder_name = context.folder_name

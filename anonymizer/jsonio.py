@@ -3,8 +3,8 @@
 orjson is the fast path. It would write `1.50` as 1.5, integers beyond 64 bits and tiny or huge
 values in exponent form, so such lines take an exact path (the standard library parser, numbers
 kept with their text) and are written back through orjson.Fragment. Finding them costs two checks:
-- on the raw line, two byte patterns anchored on '.' (fast): a fraction ending in 0, and a long
-  fraction whose text is then compared with its float's shortest form;
+- on the raw line, one scan for two byte patterns anchored on '.': a fraction ending in 0, and a
+  long fraction whose text is then compared with its float's shortest form;
 - in the walk, `check_float` on every float a decimal element holds: integral, tiny, huge or long
   values raise InexactNumber, and the caller parses the line again on the exact path.
 Numbers written with an exponent come out in plain decimal notation, as the reference's .NET
@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 _END = rb"[ \t\r\n]*[,}\]]"
-_TRAILING_ZERO = re.compile(rb"\.\d*0" + _END)
-_LONG_FRACTION = re.compile(rb"\.\d{11,}")
+# One scan: a fraction ending in 0 (ends with a delimiter), or a long fraction (ends in a digit).
+_SUSPECT_FRACTION = re.compile(rb"\.(?:\d*0" + _END + rb"|\d{11,})")
 _DIGITS = frozenset(b"0123456789-")
 _BEFORE = frozenset(b":,[ \t\r\n")
 
@@ -44,9 +44,9 @@ def check_float(value: float) -> float:
 
 
 def needs_exact_path(data: bytes) -> bool:
-    if _TRAILING_ZERO.search(data) is not None:
-        return True
-    for m in _LONG_FRACTION.finditer(data):
+    for m in _SUSPECT_FRACTION.finditer(data):
+        if m[0][-1] not in _DIGITS:
+            return True  # a trailing zero
         start = m.start()
         while start and data[start - 1] in _DIGITS:
             start -= 1
@@ -86,10 +86,15 @@ def loads_exact(data: bytes | str) -> Any:
 
 def loads(line: bytes | str) -> Any:
     """Parse one JSON document. Raises ValueError (orjson.JSONDecodeError is one) on bad JSON."""
+    return parse(line)[0]
+
+
+def parse(line: bytes | str) -> tuple[Any, bool]:
+    """`loads`, and whether the exact path parsed it (numbers are then Decimals)."""
     data = line.encode("utf-8") if isinstance(line, str) else line
     if needs_exact_path(data):
-        return loads_exact(data)
-    return orjson.loads(data)
+        return loads_exact(data), True
+    return orjson.loads(data), False
 
 
 def exact_floats(value: Any) -> Any:

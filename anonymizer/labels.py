@@ -73,16 +73,27 @@ def add_security_labels(resource: dict, ops: set[str]) -> None:
     if not meta:  # the common case in exports without meta.security: append a new meta
         resource["meta"] = {"security": [dict(coding) for coding in labels]}
         return
-    security = list(meta.get("security", ()))
-    present = {str(c.get("code", "")).lower() for c in security if isinstance(c, dict)}
-    security += [dict(coding) for coding in labels if coding["code"].lower() not in present]
-    source = dict(meta)
-    source["security"] = security
-    if "lastUpdated" in source:
-        source["lastUpdated"] = format_last_updated(source["lastUpdated"])
-    rebuilt: dict = {}
-    for name in META_ORDER:
-        for key in (name, "_" + name):
-            if key in source:
-                rebuilt[key] = source[key]
+    security = meta.get("security")
+    if security is None:
+        security = [dict(coding) for coding in labels]
+    else:
+        present = {str(c.get("code", "")).lower() for c in security if isinstance(c, dict)}
+        security = [*security, *(dict(c) for c in labels if c["code"].lower() not in present)]
+    rebuilt = {k: security if k == "security" else meta[k] for k in _meta_order(tuple(meta))}
+    if "lastUpdated" in rebuilt:
+        rebuilt["lastUpdated"] = format_last_updated(rebuilt["lastUpdated"])
     resource["meta"] = rebuilt  # in place if it existed, appended last otherwise
+
+
+_META_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _meta_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The reference's order of meta's keys, `security` included (a few key sets repeat)."""
+    found = _META_ORDERS.get(keys)
+    if found is None:
+        present = {*keys, "security"}
+        found = tuple(k for name in META_ORDER for k in (name, "_" + name) if k in present)
+        if len(_META_ORDERS) < 256:
+            _META_ORDERS[keys] = found
+    return found

@@ -28,6 +28,7 @@ from anonymizer.paths import BY_TYPE, CHILD, IS_TYPE, RulePath, parse_rule_path
 from anonymizer.r4 import model
 from anonymizer.r4.model import PRIMITIVE, PRIMITIVE_SHADOW, ComplexType, Element
 from anonymizer.r4.primitives import NORMALIZERS
+from anonymizer.reuse import ReusePool
 
 State = tuple[int, int, bool]  # (rule index, selector position, searching descendants)
 Winner = tuple[int, int] | None  # (rule index, APPLY | CLAIMED | REMOVED)
@@ -61,6 +62,17 @@ def compile_rules(rules: list[dict], parameters: Any) -> list[CompiledRule]:
 
 def _drop(value: Any, state: Any) -> None:
     return None
+
+
+def _counted(action: Callable) -> Callable:
+    """The action of a method whose results equal values need not share: counted, so that the
+    subtree around it is not reused (reuse.py)."""
+
+    def varying_action(value: Any, state: Any) -> Any:
+        state.varying += 1
+        return action(value, state)
+
+    return varying_action
 
 
 class Slot:
@@ -107,7 +119,7 @@ class Slot:
 class PlanNode(dict):
     """Slots by JSON key, built on first use. Unknown keys are invalid FHIR."""
 
-    __slots__ = ("builder", "ctype", "is_resource", "shapes", "states", "winner")
+    __slots__ = ("builder", "cache", "ctype", "hits", "is_resource", "misses", "shapes", "states", "winner")
 
     def __init__(
         self,
@@ -124,6 +136,9 @@ class PlanNode(dict):
         self.builder = builder
         self.is_resource = is_resource
         self.shapes: dict[tuple[str, ...], Callable] = {}  # generated walk code (shapes.py)
+        # Remembered outputs of repeated subtrees (reuse.py); nested resources are never reused.
+        self.cache = None if is_resource else builder.reuse_pool.new_cache()
+        self.hits = self.misses = 0
 
     def __missing__(self, key: str) -> Slot:
         slot = self.builder.make_slot(self, key)
@@ -137,8 +152,11 @@ class PlanNode(dict):
 class ResourcePlanBuilder:
     """Plan nodes for the rules that apply to one resource type."""
 
-    def __init__(self, resource_type: str, rules: list[CompiledRule]) -> None:
+    def __init__(
+        self, resource_type: str, rules: list[CompiledRule], reuse_pool: ReusePool | None = None
+    ) -> None:
         self.resource_type = resource_type
+        self.reuse_pool = reuse_pool or ReusePool()
         self.rules = rules
         self.by_index = {rule.index: rule for rule in rules}
         self.dynamic_rules = [r for r in rules if r.path.kind == "dynamic"]
@@ -333,8 +351,10 @@ class ResourcePlanBuilder:
             # if the rule that reaches the id comes earlier in the configuration.
             id_winner = self.root["id"].winner
             id_rewritten = id_winner is not None and id_winner[1] == APPLY and id_winner[0] < winner[0]
-            return method.date_action(element, id_rewritten)
-        return method.primitive_action(element, parent_type)
+            action = method.date_action(element, id_rewritten)
+        else:
+            action = method.primitive_action(element, parent_type)
+        return _counted(action) if action is not None and method.varies else action
 
     def node_with_winner(self, node: PlanNode, rule_index: int) -> PlanNode:
         winner = node.winner

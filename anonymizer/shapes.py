@@ -14,8 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE
-from anonymizer.r4.primitives import NET_WHITESPACE, NORMALIZERS
+from anonymizer.r4.primitives import ACCEPTED_AS_IS, NET_WHITESPACE, NORMALIZERS
+from anonymizer.reuse import SAME
 
 if TYPE_CHECKING:
     from anonymizer.plan import PlanNode
@@ -29,7 +32,7 @@ ShapeFunction = Callable[[dict, dict, Any, Any], "dict | None"]
 
 def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
     """Raises InvalidInputError for a key that is not an element of the node's type."""
-    constants: dict[str, Any] = {"WS": _WS, "WSS": NET_WHITESPACE}
+    constants: dict[str, Any] = {"WS": _WS, "WSS": NET_WHITESPACE, "DUMPS": orjson.dumps, "SAME": SAME}
     lines = ["def walk_shape(obj, out, walk, state):"]
     for number, key in enumerate(shape):
         slot = node[key]
@@ -62,6 +65,9 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
             "            if not v or v[0] in WS or v[-1] in WS:",
             "                v = v.strip(WSS) or None",
         ]
+    elif slot.element.type_name in ACCEPTED_AS_IS:
+        constants[f"F{number}"] = ACCEPTED_AS_IS[slot.element.type_name]
+        lines += [f"        if type(v) is str and F{number}(v) is not None:", "            pass"]
     else:
         lines.append("        if False:")
         lines.append("            pass")
@@ -83,6 +89,28 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
     return lines
 
 
+def _child(number: int, value: str, indent: str) -> list[str]:
+    """Code that walks the dict `value` under child node C<number> into `r`: a remembered output
+    when the same text came before (reuse.py), else the child's generated code."""
+    lines = [
+        f"c = C{number}.cache",
+        "if c is not None and state.reuse:",
+        f"    k = DUMPS({value})",
+        "    e = c.get(k)",
+        "    if e is None:",
+        f"        r = walk.reuse_miss({value}, C{number}, k)",
+        "    else:",
+        f"        C{number}.hits += 1",
+        f"        r = {value} if e[0] is SAME else e[0]",
+        "        if e[1] is not None:",
+        "            state.ops |= e[1]",
+        "else:",
+        f"    f = C{number}.shapes.get(tuple({value}))",
+        f"    r = f({value}, {{}}, walk, state) if f else walk.object({value}, C{number})",
+    ]
+    return [indent + line for line in lines]
+
+
 def _complex(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
     constants[f"C{number}"] = slot.child
     if slot.is_list:
@@ -92,9 +120,7 @@ def _complex(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[
             "        results = []",
             "        for item in v:",
             "            if type(item) is dict:",
-            f"                f = C{number}.shapes.get(tuple(item))",
-            "                r = (f(item, {}, walk, state) if f",
-            f"                     else walk.object(item, C{number}))",
+            *_child(number, "item", " " * 16),
             "                if r is not None:",
             "                    results.append(r)",
             "            elif item is not None:",
@@ -109,8 +135,7 @@ def _complex(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[
     return [
         f"    v = obj[{k}]",
         "    if type(v) is dict:",
-        f"        f = C{number}.shapes.get(tuple(v))",
-        f"        r = f(v, {{}}, walk, state) if f else walk.object(v, C{number})",
+        *_child(number, "v", " " * 8),
         "        if r is not None:",
         f"            out[{k}] = r",
         "    else:",

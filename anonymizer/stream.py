@@ -142,7 +142,7 @@ class StreamRun:
         # and must not ride along as the __context__ of LineFault.
         fault = None
         try:
-            resource = jsonio.loads(line)
+            resource, exact = jsonio.parse(line)
         except ValueError:
             resource, fault = None, "not_json" if _is_utf8(line) else "invalid_utf8"
         if fault is None and type(resource) is not dict:
@@ -158,7 +158,7 @@ class StreamRun:
                 return None
         failed = False
         try:
-            result = engine.anonymize(resource, self.context, source=line, selected=True)
+            result = engine.anonymize(resource, self.context, source=line, selected=True, reuse=not exact)
         except InvalidInputError as exc:
             fault = exc.kind
         except ProcessingError:  # under `processingErrors: raise` (skip never gets here)

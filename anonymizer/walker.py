@@ -17,6 +17,7 @@ from anonymizer.labels import add_security_labels
 from anonymizer.methods.base import ResourceState
 from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
+from anonymizer.reuse import remember
 from anonymizer.shapes import MAX_SHAPES, compile_shape
 
 if TYPE_CHECKING:
@@ -139,6 +140,19 @@ class Walk:
             # resourceType (written first by the caller) and fhir_comments (dropped) remain
         return out or None
 
+    def reuse_miss(self, value: dict, node: PlanNode, key: bytes) -> dict | None:
+        """Walk a subtree whose text the node's cache does not hold, and offer it the result."""
+        state = self.state
+        outer, varying = state.ops, state.varying
+        state.ops = ops = set()
+        try:
+            result = self.object(value, node)
+        finally:
+            state.ops = outer
+        outer |= ops
+        remember(node, key, result, ops, state.varying != varying)
+        return result
+
     def complex(self, obj: dict, key: str, value: Any, slot: Slot, out: dict) -> None:
         if slot.is_list:
             items = value if type(value) is list else [value]
@@ -162,10 +176,12 @@ class Walk:
         if self.claims and id(item) in self.claims:
             slot = slot.with_winner(self.claims[id(item)])
         if slot.complex_action is not None:  # the method takes the whole node (and its walk)
+            self.state.varying += 1
             return slot.complex_action(item, slot, self)
         return self.object(item, slot.child)
 
     def nested(self, value: Any, slot: Slot, out: dict) -> None:
+        self.state.varying += 1  # a nested resource's labels and offsets are its own
         builder = slot.builder
         items = value if type(value) is list else [value]
         results = []

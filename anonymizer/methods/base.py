@@ -45,6 +45,8 @@ class ResourceState:
     file_name: str | None = None
     folder_name: str | None = None
     offsets: dict[tuple, int] = field(default_factory=dict)  # date shifts decided for this resource
+    varying: int = 0  # actions run whose result another equal value may not share (reuse.py)
+    reuse: bool = False  # repeated subtrees may take a remembered output (reuse.py)
 
     @property
     def root_id_out(self) -> str:
@@ -65,6 +67,9 @@ class Method:
     """Base class: one subclass per method, registered by its configuration name."""
 
     name: ClassVar[str] = ""
+    # True when two equal values may come out differently (random draws, a per-resource offset,
+    # FHIRPath over the node): subtrees such a method touched are never reused (reuse.py).
+    varies: ClassVar[bool] = False
     registry: ClassVar[dict[str, type[Method]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -10,11 +10,15 @@ from datetime import date, timedelta
 
 from anonymizer.methods.base import PERTURB, REDACT, Method, PrimitiveAction, ResourceState
 from anonymizer.methods.dates import (
+    AGE_LIMIT,
     DATE_TYPES,
+    FULL_DATE,
+    REFERENCE_TIME,
     older_than_limit,
     pattern_for,
     redact_partial,
     zero_time,
+    zeroed_time,
 )
 from anonymizer.r4.model import Element
 
@@ -63,10 +67,11 @@ def patient_offset(key: str, patient_id: str, days: int) -> int:
 
 class DateShiftMethod(Method):
     name = "dateShift"
+    varies = True
 
     def __init__(self, rule: dict, parameters, rule_index: int) -> None:
         super().__init__(rule, parameters, rule_index)
-        self._offsets = DateShiftOffsets(parameters.date_shift_key or "")
+        self._offsets = parameters.date_shift_offsets
         self._shifted: dict[tuple[str, int, bool], tuple[str | None, str]] = {}
 
     def offset_for(self, state: ResourceState, id_rewritten: bool) -> int:
@@ -100,6 +105,11 @@ class DateShiftMethod(Method):
         partial = params.partial_dates
 
         cache = self._shifted
+        # One offset per resource and prefix kind (every dateShift rule of a configuration
+        # shares the parameters): the root id as written or rewritten, in a root or nested
+        # resource.
+        root_decision, nested_decision = (id_rewritten, True), (id_rewritten, False)
+        cutoff = f"{reference_date.year - AGE_LIMIT - 1:04d}-{reference_date:%m-%d}"
 
         def compute(value: str, days: int) -> tuple[str | None, str]:
             match = pattern.search(value)
@@ -112,18 +122,50 @@ class DateShiftMethod(Method):
                     return shifted, PERTURB
             return (redact_partial(match, value, reference_date) if partial else None), REDACT
 
+        def shift_day(head: str, days: int) -> tuple[str | None, str]:
+            # Over the age limit (on or before the cutoff, compared as text): the reference's
+            # partial redaction.
+            if not FULL_DATE.fullmatch(head):
+                return _NOT_A_DAY
+            if head <= cutoff:
+                return compute(head, days)
+            try:
+                day = date.fromisoformat(head)
+            except ValueError:  # not a calendar day (the parser admits none): as before
+                return compute(head, days)
+            return date.fromordinal(day.toordinal() + days).isoformat(), PERTURB
+
         def shift(value: str, state: ResourceState) -> str | None:
-            decision = (self, id_rewritten, state.is_root)  # one offset per resource and rule
+            decision = root_decision if state.is_root else nested_decision
             days = state.offsets.get(decision)
             if days is None:
                 days = state.offsets[decision] = self.offset_for(state, id_rewritten)
-            key = (value, days, is_date)
-            found = cache.get(key)
-            if found is None:
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                found = cache[key] = compute(value, days)
-            state.ops.add(found[1])
-            return found[0]
+            # Values arrive validated by the parser, so a full `YYYY-MM-DD` head decides the
+            # date part alone: it is shifted once per (day, offset), and a time that the
+            # reference's pattern takes is zeroed by its length.
+            size = len(value)
+            if size == 10 or (size > 10 and not is_date and value[10] == "T"):
+                head = value[:10]
+                key = (head, days)
+                found = cache.get(key)
+                if found is None:
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()
+                    found = cache[key] = shift_day(head, days)
+                if found is not _NOT_A_DAY:
+                    state.ops.add(found[1])
+                    if size == 10 or found[1] is not PERTURB:
+                        return found[0]
+                    time = REFERENCE_TIME.fullmatch(value, 10)
+                    if time is None:
+                        return found[0]
+                    zone = time.start(4)
+                    return found[0] + zeroed_time(zone - 10) + value[zone:]
+            text, operation = compute(value, days)
+            state.ops.add(operation)
+            return text
 
         return shift
+
+
+_NOT_A_DAY = (None, "")

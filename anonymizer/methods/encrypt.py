@@ -47,6 +47,7 @@ def decrypt(ciphertext: str | None, key: str) -> str | None:
 
 class EncryptMethod(Method):
     name = "encrypt"
+    varies = True
 
     def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
         key = self.parameters.encrypt_key

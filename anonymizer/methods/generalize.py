@@ -38,6 +38,7 @@ def _scalar(result: list) -> Any:
 
 class GeneralizeMethod(Method):
     name = "generalize"
+    varies = True
 
     def __init__(self, rule: dict, parameters, rule_index: int) -> None:
         super().__init__(rule, parameters, rule_index)

@@ -28,6 +28,7 @@ _system_random = secrets.SystemRandom()
 
 class PerturbMethod(Method):
     name = "perturb"
+    varies = True
     random: Random = _system_random  # tests inject a seeded generator
 
     def __init__(self, rule: dict, parameters, rule_index: int) -> None:

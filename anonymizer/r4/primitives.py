@@ -126,6 +126,19 @@ def _calendar_text(pattern: re.Pattern[str], type_name: str) -> Callable[[object
 _date = _calendar_text(DATE_RE, "date")
 _datetime = _calendar_text(DATETIME_RE, "dateTime")
 
+# Dates their normaliser returns unchanged, told by one regex (each month's days spelled out but
+# 29 February, which needs the calendar; the patterns admit no whitespace): generated walk code
+# accepts these without a call.
+_MONTH_DAY = r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+_DATETIME_SAFE = re.compile(
+    r"\d{4}(?:-(?:0[1-9]|1[0-2])|-" + _MONTH_DAY + r"(?:T" + _HMS + r")?)?" + _OFFSET, re.ASCII
+)
+ACCEPTED_AS_IS: dict[str, Callable[[str], object]] = {
+    "date": re.compile(r"\d{4}(?:-(?:0[1-9]|1[0-2])|-" + _MONTH_DAY + r")?" + _OFFSET, re.ASCII).fullmatch,
+    "dateTime": _DATETIME_SAFE.fullmatch,
+    "instant": _DATETIME_SAFE.fullmatch,
+}
+
 
 def _time(value: object) -> str | None:
     text = _string(value)

@@ -1,0 +1,69 @@
+"""Reusing the output of repeated subtrees.
+
+Exports repeat the same small objects again and again: the codes of an Observation, the reference
+to the patient, the meta tag. Under one plan node, the walk's output and the label operations it
+records depend only on the subtree's content, unless an action ran whose result two equal values
+need not share (`Method.varies`: date shifts, encryption, perturbation, generalization, a nested
+resource, a method that takes a whole node). So the first walk of a subtree is remembered under
+its compact JSON text, and the next equal subtree under the same node takes the remembered output
+(the input object itself when the walk changed nothing) without being walked again.
+
+Only the streaming core asks for it (`ResourceState.reuse`): outputs then share objects with
+each other and with their input, which is harmless when they are serialised at once. Memory stays
+bounded: small subtrees only, a cap per node, and a byte budget per engine after which every
+cache starts afresh. A node whose subtrees rarely repeat stops caching.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+SAME = object()  # the walk left the subtree as it was: reuse the input object
+MAX_KEY_BYTES = 512  # larger subtrees are walked every time
+CHECK_EVERY = 256  # misses between looks at a node's hit rate
+NODE_LIMIT = 2048  # misses after which a node's cache starts afresh
+BUDGET_BYTES = 8 << 20  # remembered JSON text per engine (outputs take about as much again)
+
+Entry = tuple[Any, "frozenset[str] | None"]  # (output or SAME, label operations or None)
+
+
+class ReusePool:
+    """The memory budget shared by the caches of one engine's plan nodes."""
+
+    def __init__(self, budget: int = BUDGET_BYTES) -> None:
+        self.budget = budget
+        self.used = 0
+        self.caches: list[dict[bytes, Entry]] = []
+
+    def new_cache(self) -> dict[bytes, Entry]:
+        cache: dict[bytes, Entry] = {}
+        self.caches.append(cache)
+        return cache
+
+    def charge(self, size: int) -> None:
+        self.used += size
+        if self.used > self.budget:
+            for cache in self.caches:
+                cache.clear()
+            self.used = size
+
+
+def remember(node: Any, key: bytes, result: Any, ops: set[str], varied: bool) -> None:
+    """Record one walked subtree under `node` (a PlanNode with `cache`, `hits`, `misses`)."""
+    node.misses += 1
+    if node.misses % CHECK_EVERY == 0:
+        if node.hits * 4 < node.misses:  # under one hit in five lookups: not worth the text
+            node.cache.clear()
+            node.cache = None
+            return
+        if node.misses >= NODE_LIMIT:
+            node.cache.clear()
+            node.hits = node.misses = 0
+    if varied or len(key) > MAX_KEY_BYTES:
+        return
+    if result is not None and orjson.dumps(result) == key:
+        result = SAME
+    node.cache[key] = (result, frozenset(ops) if ops else None)
+    node.builder.reuse_pool.charge(len(key))
