@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 from anonymizer.errors import AnonymizerError
 from anonymizer.methods.base import (
     ABSTRACT,
@@ -83,6 +85,28 @@ def add_security_labels(resource: dict, ops: set[str]) -> None:
     if "lastUpdated" in rebuilt:
         rebuilt["lastUpdated"] = format_last_updated(rebuilt["lastUpdated"])
     resource["meta"] = rebuilt  # in place if it existed, appended last otherwise
+
+
+_SHARED_METAS: dict[tuple[bytes, frozenset[str]], dict] = {}
+
+
+def add_shared_security_labels(resource: dict, ops: set[str]) -> None:
+    """add_security_labels for outputs serialised at once (reuse.py): a meta seen before with
+    the same operations takes the labelled meta made then (exports repeat the same meta tag)."""
+    meta = resource.get("meta")
+    text = orjson.dumps(meta) if meta else b""
+    if len(text) > 512:
+        add_security_labels(resource, ops)
+        return
+    key = (text, frozenset(ops))
+    found = _SHARED_METAS.get(key)
+    if found is None:
+        add_security_labels(resource, ops)
+        if len(_SHARED_METAS) >= 1024:
+            _SHARED_METAS.clear()
+        _SHARED_METAS[key] = resource["meta"]
+    else:
+        resource["meta"] = found  # in place if it existed, appended last otherwise
 
 
 _META_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}

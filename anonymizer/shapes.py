@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 MAX_SHAPES = 256
 _WS = frozenset(NET_WHITESPACE)
 _STRING_NORMALIZER = NORMALIZERS["string"]
+_ACCEPTED_LATELY: dict[str, set[str]] = {name: set() for name in ACCEPTED_AS_IS}
 
 ShapeFunction = Callable[[dict, dict, Any, Any], "dict | None"]
 
@@ -66,8 +67,19 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
             "                v = v.strip(WSS) or None",
         ]
     elif slot.element.type_name in ACCEPTED_AS_IS:
+        # Dates repeat (a whole encounter's observations share one time): the ones accepted
+        # lately are remembered, the others told by one regex.
         constants[f"F{number}"] = ACCEPTED_AS_IS[slot.element.type_name]
-        lines += [f"        if type(v) is str and F{number}(v) is not None:", "            pass"]
+        constants[f"M{number}"] = _ACCEPTED_LATELY[slot.element.type_name]
+        lines += [
+            "        if type(v) is str and v in M{n}:",
+            "            pass",
+            "        elif type(v) is str and F{n}(v) is not None:",
+            "            if len(M{n}) >= 4096:",
+            "                M{n}.clear()",
+            "            M{n}.add(v)",
+        ]
+        lines = [line.replace("{n}", str(number)) for line in lines]
     else:
         lines.append("        if False:")
         lines.append("            pass")

@@ -13,7 +13,7 @@ from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
 from anonymizer.errors import InvalidInputError
-from anonymizer.labels import add_security_labels
+from anonymizer.labels import add_security_labels, add_shared_security_labels
 from anonymizer.methods.base import ResourceState
 from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
@@ -69,7 +69,7 @@ class Walk:
         out = self.object(obj, node, {"resourceType": resource_type})
         ops = state.ops
         if ops and container_name != "contained" and claimed_by is None:
-            add_security_labels(out, ops)
+            (add_shared_security_labels if state.reuse else add_security_labels)(out, ops)
         state.ops = outer_ops | ops if container_name is not None else ops
         self.claims = outer_claims
         state.is_root = outer_is_root

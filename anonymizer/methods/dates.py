@@ -3,7 +3,6 @@ unanchored, as the reference does), the 89-year rule and partial-date redaction.
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import date
 
@@ -16,10 +15,8 @@ _TIME = (
 # Groups: 1 year, 5 month, 7 day, 8 time (dateTime only).
 DATE_PATTERN = re.compile(_YEAR + _MONTH_DAY + r")?)?")
 DATETIME_PATTERN = re.compile(_YEAR + _MONTH_DAY + _TIME + r")?)?")
-# A whole `YYYY-MM-DD` as the reference's pattern reads it, and its time group alone (group 4:
-# the zone).
+# A whole `YYYY-MM-DD` as the reference's pattern reads it.
 FULL_DATE = re.compile(_YEAR + r"-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])")
-REFERENCE_TIME = re.compile(_TIME[1:-2])
 _TIME_DIGITS = re.compile(r"T[0-9:.]+")
 _DIGIT = re.compile(r"[0-9]")
 
@@ -52,10 +49,16 @@ def redact_partial(match: re.Match[str] | None, value: str, reference_date: date
     return match[1]
 
 
-@functools.cache
 def zeroed_time(length: int) -> str:
     """The zeroed `Thh:mm:ss[.fff]` of this length."""
+    return _ZEROED[length] if length < len(_ZEROED) else _zeroed(length)
+
+
+def _zeroed(length: int) -> str:
     return "T00:00:00" + ("." + "0" * (length - 10) if length > 9 else "")
+
+
+_ZEROED = tuple(_zeroed(n) for n in range(24))
 
 
 def zero_time(time_text: str) -> str:

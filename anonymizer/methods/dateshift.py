@@ -13,7 +13,6 @@ from anonymizer.methods.dates import (
     AGE_LIMIT,
     DATE_TYPES,
     FULL_DATE,
-    REFERENCE_TIME,
     older_than_limit,
     pattern_for,
     redact_partial,
@@ -29,11 +28,20 @@ _CACHE_LIMIT = 1 << 13
 _BASE = 131
 
 
-def _fold(data: bytes, start: int = 0) -> int:
-    value = start
-    for byte in data:
-        value = (value * _BASE + byte) % _MODULUS
-    return value
+# The fold below is a polynomial in 131, and 131 = 30 (mod 101): it is the number whose base-30
+# digits are the bytes. A byte b is 30*(b // 30) + b % 30, so that number is int(R, 30) +
+# 30 * int(Q, 30) with R and Q the strings of remainders and quotients; int() does the work in C.
+_DIGITS30 = b"0123456789abcdefghijklmnopqrst"
+_REMAINDERS = bytes(_DIGITS30[b % 30] for b in range(256))
+_QUOTIENTS = bytes(_DIGITS30[b // 30] for b in range(256))
+
+
+def _fold(data: bytes) -> int:
+    """o = 0; for b in data: o = (o*131 + b) % 101"""
+    if not data:
+        return 0
+    remainders = int(data.translate(_REMAINDERS), 30)
+    return (remainders + 30 * int(data.translate(_QUOTIENTS), 30)) % _MODULUS
 
 
 class DateShiftOffsets:
@@ -156,10 +164,9 @@ class DateShiftMethod(Method):
                     state.ops.add(found[1])
                     if size == 10 or found[1] is not PERTURB:
                         return found[0]
-                    time = REFERENCE_TIME.fullmatch(value, 10)
-                    if time is None:
+                    zone = _zone_start(value, size)
+                    if zone < 19:  # no zone, or no seconds: the reference keeps the date alone
                         return found[0]
-                    zone = time.start(4)
                     return found[0] + zeroed_time(zone - 10) + value[zone:]
             text, operation = compute(value, days)
             state.ops.add(operation)
@@ -169,3 +176,14 @@ class DateShiftMethod(Method):
 
 
 _NOT_A_DAY = (None, "")
+
+
+def _zone_start(value: str, size: int) -> int:
+    """Where the zone of a parsed dateTime starts, if the reference's time pattern takes it
+    (hours up to 13, or 14:00), else 0. The parser admitted the value, so its time reads
+    `Thh(:mm(:ss(.f+)?)?)?` with an optional zone of `Z` or `+hh:mm` up to 14:59."""
+    if value[-1] == "Z":
+        return size - 1
+    if value[-6] in "+-" and (value[-5:-3] != "14" or value[-2:] == "00"):
+        return size - 6
+    return 0

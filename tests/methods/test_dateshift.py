@@ -162,3 +162,55 @@ def test_patient_scope_is_the_same_across_files(tmp_path):
     assert shifted != "1990-03-04"
     assert read("Encounter.ndjson")["period"]["start"] == shifted + "T00:00:00Z"
     assert read("Claim.ndjson")["created"] == shifted
+
+
+def test_fold_is_the_reference_byte_loop():
+    import random
+
+    from anonymizer.methods.dateshift import _fold
+
+    def reference(data: bytes) -> int:
+        o = 0
+        for b in data:
+            o = (o * 131 + b) % 101
+        return o
+
+    draw = random.Random(7)
+    for size in [*range(70), 200, 1000]:
+        data = bytes(draw.randrange(256) for _ in range(size))
+        assert _fold(data) == reference(data)
+
+
+def _pattern_shift(value: str, days: int, reference_date) -> str | None:
+    """The reference's algorithm as written (section 4.3), independent of the engine's short cuts."""
+    from datetime import date, timedelta
+
+    from anonymizer.methods.dates import DATETIME_PATTERN, older_than_limit, redact_partial, zero_time
+
+    match = DATETIME_PATTERN.search(value)
+    if match is not None and match[7] is not None:
+        y, m, d = int(match[1]), int(match[5]), int(match[7])
+        if not older_than_limit(reference_date, y, m, d):
+            shifted = (date(y, m, d) + timedelta(days=days)).isoformat()
+            return shifted + zero_time(match[8]) if match[8] else shifted
+    return redact_partial(match, value, reference_date)
+
+
+def test_shortcuts_agree_with_the_reference_algorithm():
+    from anonymizer.methods.base import ResourceState
+
+    e = engine(
+        [rule("Observation.effective", "dateShift")],
+        enablePartialDatesForRedact=True,
+        dateShiftFixedOffsetInDays=-37,
+    )
+    action = e.plan_for("Observation").root["effectiveDateTime"].action
+    # The reference date is 2026-01-01: the 89-year cutoff falls on 1936-01-01.
+    heads = ["2015-02-07", "1935-12-31", "1936-01-01", "1936-01-02", "2016-02-29", "2000-03-01"]
+    tails = ["", "T13:28:17Z", "T13:28:17.5+14:00", "T13:28:17+14:30", "T13:28:17.123456-13:59",
+             "T13:28:17", "T13:28Z", "T13Z", "Z", "T23:59:60Z"]  # fmt: skip
+    values = [h + t for h in heads for t in tails] + ["2015", "2015-02", "1930", "0001-01-01"]
+    for value in values:
+        state = ResourceState()
+        got = action(value, state)
+        assert got == _pattern_shift(value, -37, e.reference_date), value
