@@ -354,7 +354,9 @@ class ResourcePlanBuilder:
             action = method.date_action(element, id_rewritten)
         else:
             action = method.primitive_action(element, parent_type)
-        return _counted(action) if action is not None and method.varies else action
+        if action is None or not method.varies or getattr(action, "counts_varying", False):
+            return action
+        return _counted(action)
 
     def node_with_winner(self, node: PlanNode, rule_index: int) -> PlanNode:
         winner = node.winner

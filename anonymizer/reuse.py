@@ -22,7 +22,10 @@ import orjson
 
 SAME = object()  # the walk left the subtree as it was: reuse the input object
 MAX_KEY_BYTES = 512  # larger subtrees are walked every time
-CHECK_EVERY = 256  # misses between looks at a node's hit rate
+CHECK_EVERY = 64  # misses between looks at a node's hit rate
+# A miss costs about what three hits save (the text, the walk, remembering): below this many hits
+# per miss a node stops caching.
+MIN_HITS_PER_MISS = 3
 NODE_LIMIT = 2048  # misses after which a node's cache starts afresh
 BUDGET_BYTES = 8 << 20  # remembered JSON text per engine (outputs take about as much again)
 
@@ -52,18 +55,21 @@ class ReusePool:
 
 def remember(node: Any, key: bytes, result: Any, ops: set[str], varied: bool) -> None:
     """Record one walked subtree under `node` (a PlanNode with `cache`, `hits`, `misses`)."""
+    cache = node.cache
+    if cache is None:  # stopped while this subtree was walked (recursive types)
+        return
     node.misses += 1
     if node.misses % CHECK_EVERY == 0:
-        if node.hits * 4 < node.misses:  # under one hit in five lookups: not worth the text
-            node.cache.clear()
+        if node.hits < MIN_HITS_PER_MISS * node.misses:
+            cache.clear()
             node.cache = None
             return
         if node.misses >= NODE_LIMIT:
-            node.cache.clear()
+            cache.clear()
             node.hits = node.misses = 0
     if varied or len(key) > MAX_KEY_BYTES:
         return
     if result is not None and orjson.dumps(result) == key:
         result = SAME
-    node.cache[key] = (result, frozenset(ops) if ops else None)
+    cache[key] = (result, frozenset(ops) if ops else None)
     node.builder.reuse_pool.charge(len(key))

@@ -111,9 +111,12 @@ def test_generated_walk_code_equals_the_interpreter(monkeypatch):
     ]
     keys = {"cryptoHashKey": CRYPTO_KEY, "dateShiftKey": DATE_KEY}
 
-    def run() -> tuple[list[bytes], int]:
+    def run(reuse: bool = False) -> tuple[list[bytes], int]:
         engine = Engine.from_file(shipped_config(), keys=keys, reference_date=_date(2026, 1, 1))
-        out = [jsonio.dumps_compact(engine.anonymize(jsonio.loads(line), source=line)) for line in lines * 2]
+        out = [
+            jsonio.dumps_compact(engine.anonymize(jsonio.loads(line), source=line, reuse=reuse))
+            for line in lines * 2
+        ]
         compiled = sum(
             bool(f)
             for plan in engine._plans.values()
@@ -124,6 +127,8 @@ def test_generated_walk_code_equals_the_interpreter(monkeypatch):
 
     generated, compiled = run()
     assert compiled > 100
+    reused, _ = run(reuse=True)  # remembered subtrees (reuse.py) change nothing either
+    assert reused == generated
     monkeypatch.setattr("anonymizer.walker.MAX_SHAPES", 0)
     interpreted, none = run()
     assert none == 0 and interpreted == generated

@@ -80,7 +80,7 @@ class DateShiftMethod(Method):
     def __init__(self, rule: dict, parameters, rule_index: int) -> None:
         super().__init__(rule, parameters, rule_index)
         self._offsets = parameters.date_shift_offsets
-        self._shifted: dict[tuple[str, int, bool], tuple[str | None, str]] = {}
+        self._ordinals: dict[str, int] = {}  # `YYYY-MM-DD` heads -> day numbers (0: not fast)
 
     def offset_for(self, state: ResourceState, id_rewritten: bool) -> int:
         """Days to shift. `id_rewritten`: the plan knows whether the rule that reaches the root's
@@ -112,12 +112,12 @@ class DateShiftMethod(Method):
         reference_date = params.reference_date
         partial = params.partial_dates
 
-        cache = self._shifted
         # One offset per resource and prefix kind (every dateShift rule of a configuration
         # shares the parameters): the root id as written or rewritten, in a root or nested
         # resource.
         root_decision, nested_decision = (id_rewritten, True), (id_rewritten, False)
         cutoff = f"{reference_date.year - AGE_LIMIT - 1:04d}-{reference_date:%m-%d}"
+        ordinals = self._ordinals
 
         def compute(value: str, days: int) -> tuple[str | None, str]:
             match = pattern.search(value)
@@ -130,52 +130,64 @@ class DateShiftMethod(Method):
                     return shifted, PERTURB
             return (redact_partial(match, value, reference_date) if partial else None), REDACT
 
-        def shift_day(head: str, days: int) -> tuple[str | None, str]:
-            # Over the age limit (on or before the cutoff, compared as text): the reference's
-            # partial redaction.
-            if not FULL_DATE.fullmatch(head):
-                return _NOT_A_DAY
-            if head <= cutoff:
-                return compute(head, days)
-            try:
-                day = date.fromisoformat(head)
-            except ValueError:  # not a calendar day (the parser admits none): as before
-                return compute(head, days)
-            return date.fromordinal(day.toordinal() + days).isoformat(), PERTURB
+        def ordinal_of(head: str) -> int:
+            """The day of a `YYYY-MM-DD` head the reference shifts, or 0: not a whole day as the
+            reference reads it, or over the age limit (on or before the cutoff, compared as
+            text), which `compute` handles."""
+            found = 0
+            if FULL_DATE.fullmatch(head) and head > cutoff:
+                try:
+                    found = date.fromisoformat(head).toordinal()
+                except ValueError:  # not a calendar day (the parser admits none)
+                    found = 0
+            if len(ordinals) >= _CACHE_LIMIT:
+                ordinals.clear()
+            ordinals[head] = found
+            return found
 
         def shift(value: str, state: ResourceState) -> str | None:
+            state.varying += 1  # the offset is the resource's (reuse.py)
             decision = root_decision if state.is_root else nested_decision
             days = state.offsets.get(decision)
             if days is None:
                 days = state.offsets[decision] = self.offset_for(state, id_rewritten)
             # Values arrive validated by the parser, so a full `YYYY-MM-DD` head decides the
-            # date part alone: it is shifted once per (day, offset), and a time that the
-            # reference's pattern takes is zeroed by its length.
+            # date part alone, and a time that the reference's pattern takes is zeroed by its
+            # length. Days and their texts are remembered: dates repeat.
             size = len(value)
             if size == 10 or (size > 10 and not is_date and value[10] == "T"):
-                head = value[:10]
-                key = (head, days)
-                found = cache.get(key)
-                if found is None:
-                    if len(cache) >= _CACHE_LIMIT:
-                        cache.clear()
-                    found = cache[key] = shift_day(head, days)
-                if found is not _NOT_A_DAY:
-                    state.ops.add(found[1])
-                    if size == 10 or found[1] is not PERTURB:
-                        return found[0]
+                ordinal = ordinals.get(value[:10])
+                if ordinal is None:
+                    ordinal = ordinal_of(value[:10])
+                if ordinal:
+                    state.ops.add(PERTURB)
+                    text = _day_text(ordinal + days)
+                    if size == 10:
+                        return text
                     zone = _zone_start(value, size)
                     if zone < 19:  # no zone, or no seconds: the reference keeps the date alone
-                        return found[0]
-                    return found[0] + zeroed_time(zone - 10) + value[zone:]
+                        return text
+                    return text + zeroed_time(zone - 10) + value[zone:]
             text, operation = compute(value, days)
             state.ops.add(operation)
             return text
 
+        shift.counts_varying = True  # type: ignore[attr-defined]
         return shift
 
 
-_NOT_A_DAY = (None, "")
+_DAY_TEXTS: dict[int, str] = {}
+
+
+def _day_text(ordinal: int) -> str:
+    found = _DAY_TEXTS.get(ordinal)
+    if found is None:
+        if len(_DAY_TEXTS) >= _CACHE_LIMIT:
+            _DAY_TEXTS.clear()
+        found = _DAY_TEXTS[ordinal] = date.fromordinal(ordinal).isoformat()
+    return found
+
+
 
 
 def _zone_start(value: str, size: int) -> int:
