@@ -119,7 +119,18 @@ class Slot:
 class PlanNode(dict):
     """Slots by JSON key, built on first use. Unknown keys are invalid FHIR."""
 
-    __slots__ = ("builder", "cache", "ctype", "hits", "is_resource", "misses", "shapes", "states", "winner")
+    __slots__ = (
+        "builder",
+        "cache",
+        "ctype",
+        "hits",
+        "is_resource",
+        "misses",
+        "shapes",
+        "sightings",
+        "states",
+        "winner",
+    )
 
     def __init__(
         self,
@@ -136,6 +147,7 @@ class PlanNode(dict):
         self.builder = builder
         self.is_resource = is_resource
         self.shapes: dict[tuple[str, ...], Callable] = {}  # generated walk code (shapes.py)
+        self.sightings: dict[tuple[str, ...], int] = {}  # key sequences not compiled yet
         # Remembered outputs of repeated subtrees (reuse.py); nested resources are never reused.
         self.cache = None if is_resource else builder.reuse_pool.new_cache()
         self.hits = self.misses = 0

@@ -18,7 +18,7 @@ from anonymizer.methods.base import ResourceState
 from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
 from anonymizer.reuse import remember
-from anonymizer.shapes import MAX_SHAPES, compile_shape
+from anonymizer.shapes import COMPILE_AT, MAX_SHAPES, compile_shape
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,15 +102,19 @@ class Walk:
             out = {}
         plain = not self.claims  # no dynamic rule matched in this resource
         if plain:
-            # Generated code for a key sequence seen twice (once is often all there is: no
-            # compiling for it); False marks the first sighting.
+            # Generated code for a key sequence seen COMPILE_AT times (rare ones are not worth
+            # compiling).
             walk_shape = node.shapes.get(shape := tuple(obj))
-            if walk_shape is False:
-                walk_shape = node.shapes[shape] = compile_shape(node, shape)
-            if walk_shape:
+            if walk_shape is not None:
                 return walk_shape(obj, out, self, self.state)
-            if walk_shape is None and len(node.shapes) < MAX_SHAPES:
-                node.shapes[shape] = False
+            sightings = node.sightings
+            seen = sightings.get(shape, 0) + 1
+            if seen >= COMPILE_AT and len(node.shapes) < MAX_SHAPES:
+                del sightings[shape]
+                walk_shape = node.shapes[shape] = compile_shape(node, shape)
+                return walk_shape(obj, out, self, self.state)
+            if len(sightings) < MAX_SHAPES:
+                sightings[shape] = seen
         state = self.state
         for key, value in obj.items():
             slot = node[key]

@@ -188,8 +188,6 @@ def _day_text(ordinal: int) -> str:
     return found
 
 
-
-
 def _zone_start(value: str, size: int) -> int:
     """Where the zone of a parsed dateTime starts, if the reference's time pattern takes it
     (hours up to 13, or 14:00), else 0. The parser admitted the value, so its time reads
