@@ -27,7 +27,10 @@ CHECK_EVERY = 64  # misses between looks at a node's hit rate
 # per miss a node stops caching.
 MIN_HITS_PER_MISS = 3
 NODE_LIMIT = 2048  # misses after which a node's cache starts afresh
-BUDGET_BYTES = 8 << 20  # remembered JSON text per engine (outputs take about as much again)
+# Memory per engine: an entry is charged ENTRY_FACTOR times its JSON text (the text, the entry and
+# the output objects measured about 4-8 times the text on Synthea).
+BUDGET_BYTES = 24 << 20
+ENTRY_FACTOR = 8
 
 Entry = tuple[Any, "frozenset[str] | None"]  # (output or SAME, label operations or None)
 
@@ -72,4 +75,4 @@ def remember(node: Any, key: bytes, result: Any, ops: set[str], varied: bool) ->
     if result is not None and orjson.dumps(result) == key:
         result = SAME
     cache[key] = (result, frozenset(ops) if ops else None)
-    node.builder.reuse_pool.charge(len(key))
+    node.builder.reuse_pool.charge(ENTRY_FACTOR * len(key))
