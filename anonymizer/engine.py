@@ -105,8 +105,9 @@ class Engine:
         when the minimum-necessary extension drops it (`selected`: already checked).
         `source` is the JSON text it was parsed from with `jsonio.loads`, if any: numbers orjson
         would not reproduce are then taken from it. `reuse` (for callers that serialise the
-        result at once and parsed it with `jsonio.loads`): the result may share objects with the
-        input and with earlier results (reuse.py)."""
+        result at once, with a resource `jsonio.parse` read on its fast path, so without
+        Decimals): the result may share objects with the input and with earlier results
+        (reuse.py)."""
         if self.minimum is not None and not selected and self.minimum.drop_reason(resource):
             return None
         try:

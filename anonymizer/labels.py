@@ -16,6 +16,7 @@ from anonymizer.methods.base import (
     REDACT,
     SUBSTITUTE,
 )
+from anonymizer.reuse import MAX_KEY_BYTES
 
 _V3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 # In the order the reference appends them.
@@ -88,6 +89,7 @@ def add_security_labels(resource: dict, ops: set[str]) -> None:
 
 
 _SHARED_METAS: dict[tuple[bytes, frozenset[str]], dict] = {}
+_SHARED_METAS_LIMIT = 1024
 
 
 def add_shared_security_labels(resource: dict, ops: set[str]) -> None:
@@ -95,14 +97,14 @@ def add_shared_security_labels(resource: dict, ops: set[str]) -> None:
     the same operations takes the labelled meta made then (exports repeat the same meta tag)."""
     meta = resource.get("meta")
     text = orjson.dumps(meta) if meta else b""
-    if len(text) > 512:
+    if len(text) > MAX_KEY_BYTES:
         add_security_labels(resource, ops)
         return
     key = (text, frozenset(ops))
     found = _SHARED_METAS.get(key)
     if found is None:
         add_security_labels(resource, ops)
-        if len(_SHARED_METAS) >= 1024:
+        if len(_SHARED_METAS) >= _SHARED_METAS_LIMIT:
             _SHARED_METAS.clear()
         _SHARED_METAS[key] = resource["meta"]
     else:

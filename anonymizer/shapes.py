@@ -75,14 +75,13 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
         constants[f"F{number}"] = ACCEPTED_AS_IS[slot.element.type_name]
         constants[f"M{number}"] = _ACCEPTED_LATELY[slot.element.type_name]
         lines += [
-            "        if type(v) is str and v in M{n}:",
+            f"        if type(v) is str and v in M{number}:",
             "            pass",
-            "        elif type(v) is str and F{n}(v) is not None:",
-            "            if len(M{n}) >= 4096:",
-            "                M{n}.clear()",
-            "            M{n}.add(v)",
+            f"        elif type(v) is str and F{number}(v) is not None:",
+            f"            if len(M{number}) >= 4096:",
+            f"                M{number}.clear()",
+            f"            M{number}.add(v)",
         ]
-        lines = [line.replace("{n}", str(number)) for line in lines]
     else:
         lines.append("        if False:")
         lines.append("            pass")

@@ -4,6 +4,7 @@ time of day; dates without a day, or over the age limit, fall back to partial re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from datetime import date, timedelta
@@ -80,7 +81,6 @@ class DateShiftMethod(Method):
     def __init__(self, rule: dict, parameters, rule_index: int) -> None:
         super().__init__(rule, parameters, rule_index)
         self._offsets = parameters.date_shift_offsets
-        self._ordinals: dict[str, int] = {}  # `YYYY-MM-DD` heads -> day numbers (0: not fast)
 
     def offset_for(self, state: ResourceState, id_rewritten: bool) -> int:
         """Days to shift. `id_rewritten`: the plan knows whether the rule that reaches the root's
@@ -116,8 +116,8 @@ class DateShiftMethod(Method):
         # shares the parameters): the root id as written or rewritten, in a root or nested
         # resource.
         root_decision, nested_decision = (id_rewritten, True), (id_rewritten, False)
+        # Over the age limit: on or before the cutoff, compared as text (`compute` redacts).
         cutoff = f"{reference_date.year - AGE_LIMIT - 1:04d}-{reference_date:%m-%d}"
-        ordinals = self._ordinals
 
         def compute(value: str, days: int) -> tuple[str | None, str]:
             match = pattern.search(value)
@@ -130,21 +130,6 @@ class DateShiftMethod(Method):
                     return shifted, PERTURB
             return (redact_partial(match, value, reference_date) if partial else None), REDACT
 
-        def ordinal_of(head: str) -> int:
-            """The day of a `YYYY-MM-DD` head the reference shifts, or 0: not a whole day as the
-            reference reads it, or over the age limit (on or before the cutoff, compared as
-            text), which `compute` handles."""
-            found = 0
-            if FULL_DATE.fullmatch(head) and head > cutoff:
-                try:
-                    found = date.fromisoformat(head).toordinal()
-                except ValueError:  # not a calendar day (the parser admits none)
-                    found = 0
-            if len(ordinals) >= _CACHE_LIMIT:
-                ordinals.clear()
-            ordinals[head] = found
-            return found
-
         def shift(value: str, state: ResourceState) -> str | None:
             state.varying += 1  # the offset is the resource's (reuse.py)
             decision = root_decision if state.is_root else nested_decision
@@ -156,10 +141,11 @@ class DateShiftMethod(Method):
             # length. Days and their texts are remembered: dates repeat.
             size = len(value)
             if size == 10 or (size > 10 and not is_date and value[10] == "T"):
-                ordinal = ordinals.get(value[:10])
+                head = value[:10]
+                ordinal = _ORDINALS.get(head)
                 if ordinal is None:
-                    ordinal = ordinal_of(value[:10])
-                if ordinal:
+                    ordinal = _ordinal_of(head)
+                if ordinal and head > cutoff:
                     state.ops.add(PERTURB)
                     text = _day_text(ordinal + days)
                     if size == 10:
@@ -176,7 +162,20 @@ class DateShiftMethod(Method):
         return shift
 
 
+_ORDINALS: dict[str, int] = {}  # `YYYY-MM-DD` heads -> day numbers (0: not a whole day)
 _DAY_TEXTS: dict[int, str] = {}
+
+
+def _ordinal_of(head: str) -> int:
+    """The day number of a head the reference reads as a whole day, else 0."""
+    found = 0
+    if FULL_DATE.fullmatch(head):
+        with contextlib.suppress(ValueError):  # not a calendar day (the parser admits none)
+            found = date.fromisoformat(head).toordinal()
+    if len(_ORDINALS) >= _CACHE_LIMIT:
+        _ORDINALS.clear()
+    _ORDINALS[head] = found
+    return found
 
 
 def _day_text(ordinal: int) -> str:
