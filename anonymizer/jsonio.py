@@ -138,6 +138,11 @@ def dumps_compact(resource: dict) -> bytes:
     return _escape(orjson.dumps(resource, default=_exact_default))
 
 
+def dumps_line(resource: dict) -> bytes:
+    """`dumps_compact` and a `\\n`: one NDJSON line."""
+    return _escape(orjson.dumps(resource, default=_exact_default, option=orjson.OPT_APPEND_NEWLINE))
+
+
 def dumps_pretty(resource: dict) -> bytes:
     """Newtonsoft's indented format: 2 spaces, `"key": value`, no trailing newline."""
     return _escape(orjson.dumps(resource, default=_exact_default, option=orjson.OPT_INDENT_2))

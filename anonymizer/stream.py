@@ -25,6 +25,11 @@ log = logging.getLogger("anonymizer.stream")
 DEFAULT_MAX_LINE_BYTES = 268_435_456
 _FLUSH_BYTES = 1 << 16
 _BOM = b"\xef\xbb\xbf"
+_SPACE = frozenset(b" \t\r\n\f\v")
+
+
+class _Unterminated(bytes):
+    """The input's last line, without a `\n` after it."""
 
 
 class LineFault(AnonymizerError):
@@ -69,9 +74,20 @@ class StreamRun:
     def __iter__(self) -> Iterator[bytes]:
         out: list[bytes] = []
         size = 0
-        for line, length in self._lines():
-            result = self._process(line)
-            self.consumed += length
+        process = self._process
+        for line in self._lines():
+            # A terminated line (the common case), an over-long one (only its length), or the
+            # unterminated last line.
+            if type(line) is bytes:
+                self.consumed += len(line) + 1
+                result = process(line)
+            elif type(line) is int:
+                self.consumed += line
+                result = process(None)
+            else:
+                line = bytes(line)
+                self.consumed += len(line)
+                result = process(line)
             self.next_line += 1
             if result is not None:
                 out.append(result)
@@ -87,44 +103,39 @@ class StreamRun:
         self.summary.finish()
 
     # -- splitting -----------------------------------------------------------------------------
-    def _lines(self) -> Iterator[tuple[bytes | None, int]]:
-        """(line without its ending, bytes consumed); None for a line over the size limit."""
+    def _lines(self) -> Iterator[bytes | int | _Unterminated]:
+        """Each line without its `\n`; an int (the bytes it took) for a line over the size
+        limit; the last line, if it has no `\n`, as _Unterminated."""
         buffer = b""
-        first = self.start_offset == 0
-        skipping = False  # inside an over-long line, discarding up to its end
-        skipped = 0
+        bom = self.start_offset == 0  # a BOM may start the input, perhaps split across chunks
+        skipped = -1  # inside an over-long line: its bytes so far, discarded up to its end
+        limit = self.max_line_bytes
         for chunk in self._chunks:
             if not chunk:
                 continue
-            if first:
-                first = False
-                if chunk.startswith(_BOM):
-                    chunk = chunk[3:]
-                    self.consumed += 3
             buffer = buffer + chunk if buffer else chunk
-            start = 0
-            while True:
-                end = buffer.find(b"\n", start)
-                if end < 0:
-                    break
-                if skipping:
-                    skipping = False
-                    yield None, skipped + end + 1 - start
-                    skipped = 0
-                elif end - start > self.max_line_bytes:
-                    yield None, end + 1 - start
-                else:
-                    yield buffer[start:end], end + 1 - start
-                start = end + 1
-            buffer = buffer[start:]
-            if len(buffer) > self.max_line_bytes:
-                skipping = True
-                skipped += len(buffer)
+            if bom:
+                if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
+                    continue
+                bom = False
+                if buffer.startswith(_BOM):
+                    buffer = buffer[len(_BOM) :]
+                    self.consumed += len(_BOM)
+            lines = buffer.split(b"\n")
+            buffer = lines.pop()  # the start of a line the next chunk continues
+            if lines and skipped >= 0:
+                yield skipped + len(lines[0]) + 1
+                skipped = -1
+                del lines[0]
+            for line in lines:
+                yield line if len(line) <= limit else len(line) + 1
+            if len(buffer) > limit or skipped >= 0:
+                skipped = max(skipped, 0) + len(buffer)
                 buffer = b""
-        if skipping:
-            yield None, skipped + len(buffer)
+        if skipped >= 0:
+            yield skipped + len(buffer)
         elif buffer and (self.input_complete or _complete_object(buffer)):
-            yield buffer, len(buffer)
+            yield _Unterminated(buffer)
         # otherwise an unterminated last line is held back for the next run
 
     # -- one line ------------------------------------------------------------------------------
@@ -135,7 +146,7 @@ class StreamRun:
             return self._fault("line_too_long")
         if line.endswith(b"\r"):
             line = line[:-1]
-        if not line.strip():
+        if not line or (line[0] in _SPACE and not line.strip()):
             summary.blank_lines += 1
             return None
         # Faults are raised outside the except blocks: a decoder error holds the line's text,
@@ -169,7 +180,7 @@ class StreamRun:
             return self._fault(fault)
         if result is None:  # filtered out (minimum necessary)
             return None
-        data = jsonio.dumps_compact(result) + b"\n"
+        data = jsonio.dumps_line(result)
         summary.count_output(result, len(data))
         return data
 

@@ -34,6 +34,8 @@ class Summary:
     dropped: Counter = field(default_factory=Counter)  # minimum necessary: (type, reason) -> n
     started: float = field(default_factory=time.perf_counter)
     elapsed: float | None = None
+    _last_security: Any = field(default=None, repr=False, compare=False)
+    _last_codes: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def fault(self, kind: str, line: int) -> None:
         entry = self.faults.setdefault(kind, Fault())
@@ -54,10 +56,25 @@ class Summary:
         self.output_types[resource.get("resourceType", "<unknown>")] += 1
         meta = resource.get("meta")
         if type(meta) is dict:
-            for coding in meta.get("security", ()):
-                code = coding.get("code") if type(coding) is dict else None
-                if code in _LABEL_CODES:
+            security = meta.get("security")
+            if security:
+                for code in self._label_codes(security):
                     self.labels[code] += 1
+
+    def _label_codes(self, security: Any) -> tuple[str, ...]:
+        # Outputs of one stream share their labelled metas (labels.py): the codes of the last
+        # list seen are kept with it (held, so `is` cannot meet a recycled object).
+        if security is self._last_security:
+            return self._last_codes
+        codes: tuple[str, ...] = ()
+        if type(security) is list:
+            codes = tuple(
+                code
+                for coding in security
+                if type(coding) is dict and (code := coding.get("code")) in _LABEL_CODES
+            )
+        self._last_security, self._last_codes = security, codes
+        return codes
 
     def merge(self, other: Summary) -> None:
         self.lines += other.lines

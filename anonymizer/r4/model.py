@@ -9,7 +9,10 @@ Types are built lazily, once per process, and cached.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,8 +98,28 @@ _ELEMENT_ID = SYSTEM_STRING_TYPES["Element.id"]
 _EXTENSION_URL = SYSTEM_STRING_TYPES["Extension.url"]
 
 
+# fhirclient's package __init__ imports its SMART client and with it `requests` (60 ms, more than
+# everything else a run builds); only the generated model classes are wanted, so the package's
+# folder is mounted under a name of our own without running its __init__, and the models' relative
+# imports resolve inside it.
+_MODELS = "anonymizer.r4._fhirclient.models"
+
+
+def _mount_fhirclient() -> None:
+    parent = _MODELS.rsplit(".", 1)[0]
+    if parent in sys.modules:
+        return
+    spec = importlib.util.find_spec("fhirclient")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the fhirclient package (4.x) is required: pip install fhirclient")
+    package = types.ModuleType(parent)
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules[parent] = package
+
+
 def _fhirclient_class(type_name: str) -> type:
-    module = importlib.import_module(f"fhirclient.models.{type_name.lower()}")
+    _mount_fhirclient()
+    module = importlib.import_module(f"{_MODELS}.{type_name.lower()}")
     return getattr(module, type_name)
 
 
