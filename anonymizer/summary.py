@@ -8,10 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anonymizer.labels import LABELS
-from anonymizer.r4.model import is_resource_type
+from anonymizer.r4.model import RESOURCE_TYPES
 
 MAX_FAULT_LINES = 10
 _LABEL_CODES = tuple(coding["code"] for _, coding in LABELS)
+
+
+def _label_codes(meta: Any) -> tuple[str, ...]:
+    security = meta.get("security") if type(meta) is dict else None
+    if type(security) is not list:
+        return ()
+    return tuple(
+        code for coding in security if type(coding) is dict and (code := coding.get("code")) in _LABEL_CODES
+    )
 
 
 @dataclass
@@ -34,7 +43,7 @@ class Summary:
     dropped: Counter = field(default_factory=Counter)  # minimum necessary: (type, reason) -> n
     started: float = field(default_factory=time.perf_counter)
     elapsed: float | None = None
-    _last_security: Any = field(default=None, repr=False, compare=False)
+    _last_meta: Any = field(default=None, repr=False, compare=False)
     _last_codes: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def fault(self, kind: str, line: int) -> None:
@@ -48,33 +57,20 @@ class Summary:
         return sum(f.count for f in self.faults.values())
 
     def count_input(self, resource_type: Any) -> None:
-        self.input_types[resource_type if is_resource_type(resource_type) else "<unknown>"] += 1
+        known = type(resource_type) is str and resource_type in RESOURCE_TYPES
+        self.input_types[resource_type if known else "<unknown>"] += 1
 
     def count_output(self, resource: dict, size: int) -> None:
         self.output_resources += 1
         self.output_bytes += size
         self.output_types[resource.get("resourceType", "<unknown>")] += 1
         meta = resource.get("meta")
-        if type(meta) is dict:
-            security = meta.get("security")
-            if security:
-                for code in self._label_codes(security):
-                    self.labels[code] += 1
-
-    def _label_codes(self, security: Any) -> tuple[str, ...]:
-        # Outputs of one stream share their labelled metas (labels.py): the codes of the last
-        # list seen are kept with it (held, so `is` cannot meet a recycled object).
-        if security is self._last_security:
-            return self._last_codes
-        codes: tuple[str, ...] = ()
-        if type(security) is list:
-            codes = tuple(
-                code
-                for coding in security
-                if type(coding) is dict and (code := coding.get("code")) in _LABEL_CODES
-            )
-        self._last_security, self._last_codes = security, codes
-        return codes
+        if meta is not self._last_meta:
+            # Outputs of one stream share their labelled metas (labels.py): the codes of the
+            # last meta seen are kept with it (held, so `is` cannot meet a recycled object).
+            self._last_meta, self._last_codes = meta, _label_codes(meta)
+        for code in self._last_codes:
+            self.labels[code] += 1
 
     def merge(self, other: Summary) -> None:
         self.lines += other.lines
