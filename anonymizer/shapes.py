@@ -12,6 +12,7 @@ the resource, and past MAX_SHAPES shapes per node.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -56,8 +57,22 @@ def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
         # resourceType (written first by the caller) and fhir_comments (dropped): nothing
     lines.append("    return out or None")
     namespace: dict[str, Any] = dict(constants)
-    exec(compile("\n".join(lines), f"<shape {node.ctype.key}>", "exec"), namespace)
+    exec(_compiled("\n".join(lines), f"<shape {node.ctype.key}>"), namespace)
     return namespace["walk_shape"]
+
+
+_CODE: dict[tuple[str, str], CodeType] = {}
+
+
+def _compiled(source: str, name: str) -> CodeType:
+    # Plan nodes of one type under different parents mostly generate the same text (their
+    # constants differ, not their names): about half the shapes of a run are compiled once.
+    code = _CODE.get((source, name))
+    if code is None:
+        if len(_CODE) >= 4096:
+            _CODE.clear()
+        code = _CODE[source, name] = compile(source, name, "exec")
+    return code
 
 
 def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:

@@ -57,10 +57,17 @@ _UUID = re.compile(
 )
 
 
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}", re.ASCII)
+
+
 def transform_reference(reference: str, transform) -> str:
     """Apply `transform` to the id part of a reference, as the reference engine finds it."""
     if reference.startswith("#"):
         return "#" + transform(reference[1:]) if len(reference) > 1 else reference
+    # `Type/id`, the usual form, without the pattern's alternation over every resource type.
+    resource_type, slash, resource_id = reference.partition("/")
+    if slash and resource_type in RESOURCE_TYPES and _ID.fullmatch(resource_id):
+        return f"{resource_type}/{transform(resource_id)}"
     m = _LITERAL_REFERENCE.fullmatch(reference)
     if m is not None:
         return m["prefix"] + transform(m["id"]) + (m["suffix"] or "")

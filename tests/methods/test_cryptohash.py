@@ -27,6 +27,10 @@ def test_hmac_sha256_hex_with_key_123():
         ("034AB16", "@ID"),
         ("https://my-server.example.org/fhir/Patient/123", "@ID"),
         ("Patient/a_b", "@ID"),
+        ("Patient/123/_history/2", "Patient/@ID/_history/2"),
+        ("Patient/" + "a" * 65, "@ID"),
+        ("DeviceRequest/r-1.2", "DeviceRequest/@ID"),
+        ("NotAType/1", "@ID"),
     ],
 )
 def test_reference_id_part(reference, expected):
