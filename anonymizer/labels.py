@@ -59,18 +59,17 @@ def format_last_updated(value: str) -> str:
     return text + ("+00:00" if offset in (None, "Z") else offset)
 
 
-_ADDED: dict[frozenset[str], tuple[dict, ...]] = {}
+_ADDED: dict[int, tuple[dict, ...]] = {}
 
 
-def _labels_for(ops: set[str]) -> tuple[dict, ...]:
-    key = frozenset(ops)
-    found = _ADDED.get(key)
+def _labels_for(ops: int) -> tuple[dict, ...]:
+    found = _ADDED.get(ops)
     if found is None:
-        found = _ADDED[key] = tuple(coding for op, coding in LABELS if op in key)
+        found = _ADDED[ops] = tuple(coding for op, coding in LABELS if op & ops)
     return found
 
 
-def add_security_labels(resource: dict, ops: set[str]) -> None:
+def add_security_labels(resource: dict, ops: int) -> None:
     labels = _labels_for(ops)
     meta = resource.get("meta")
     if not meta:  # the common case in exports without meta.security: append a new meta
@@ -88,11 +87,11 @@ def add_security_labels(resource: dict, ops: set[str]) -> None:
     resource["meta"] = rebuilt  # in place if it existed, appended last otherwise
 
 
-_SHARED_METAS: dict[tuple[bytes, frozenset[str]], dict] = {}
+_SHARED_METAS: dict[tuple[bytes, int], dict] = {}
 _SHARED_METAS_LIMIT = 1024
 
 
-def add_shared_security_labels(resource: dict, ops: set[str]) -> None:
+def add_shared_security_labels(resource: dict, ops: int) -> None:
     """add_security_labels for outputs serialised at once (reuse.py): a meta seen before with
     the same operations takes the labelled meta made then (exports repeat the same meta tag)."""
     meta = resource.get("meta")
@@ -100,7 +99,7 @@ def add_shared_security_labels(resource: dict, ops: set[str]) -> None:
     if len(text) > MAX_KEY_BYTES:
         add_security_labels(resource, ops)
         return
-    key = (text, frozenset(ops))
+    key = (text, ops)
     found = _SHARED_METAS.get(key)
     if found is None:
         add_security_labels(resource, ops)

@@ -32,7 +32,7 @@ NODE_LIMIT = 2048  # misses after which a node's cache starts afresh
 BUDGET_BYTES = 24 << 20
 ENTRY_FACTOR = 8
 
-Entry = tuple[Any, "frozenset[str] | None"]  # (output or SAME, label operations or None)
+Entry = tuple[Any, int]  # (output or SAME, label operations)
 
 
 class ReusePool:
@@ -56,7 +56,7 @@ class ReusePool:
             self.used = size
 
 
-def remember(node: Any, key: bytes, result: Any, ops: set[str], varied: bool) -> None:
+def remember(node: Any, key: bytes, result: Any, ops: int, varied: bool) -> None:
     """Record one walked subtree under `node` (a PlanNode with `cache`, `hits`, `misses`)."""
     cache = node.cache
     if cache is None:  # stopped while this subtree was walked (recursive types)
@@ -74,5 +74,5 @@ def remember(node: Any, key: bytes, result: Any, ops: set[str], varied: bool) ->
         return
     if result is not None and orjson.dumps(result) == key:
         result = SAME
-    cache[key] = (result, frozenset(ops) if ops else None)
+    cache[key] = (result, ops)
     node.builder.reuse_pool.charge(ENTRY_FACTOR * len(key))

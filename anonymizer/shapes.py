@@ -110,7 +110,7 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
     removes = getattr(slot.action, "removes", None)
     if removes is not None:  # the value is validated, then removed
         constants[f"R{number}"] = removes
-        return [*lines, "        if v is not None:", f"            state.ops.add(R{number})"]
+        return [*lines, "        if v is not None:", f"            state.ops |= R{number}"]
     if slot.action is not None:
         constants[f"A{number}"] = slot.action
         lines += ["        if v is not None:", f"            v = A{number}(v, state)"]
@@ -131,8 +131,7 @@ def _child(number: int, value: str, indent: str) -> list[str]:
         "    else:",
         f"        C{number}.hits += 1",
         f"        r = {value} if e[0] is SAME else e[0]",
-        "        if e[1] is not None:",
-        "            state.ops |= e[1]",
+        "        state.ops |= e[1]",
         "else:",
         f"    f = C{number}.shapes.get(tuple({value}))",
         f"    r = f({value}, {{}}, walk, state) if f else walk.object({value}, C{number})",

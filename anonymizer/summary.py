@@ -23,6 +23,11 @@ def _label_codes(meta: Any) -> tuple[str, ...]:
     )
 
 
+def _add(counts: dict[str, int], more: dict[str, int]) -> None:
+    for key, count in more.items():
+        counts[key] = counts.get(key, 0) + count
+
+
 @dataclass
 class Fault:
     count: int = 0
@@ -34,11 +39,11 @@ class Summary:
     lines: int = 0
     blank_lines: int = 0
     input_bytes: int = 0
-    input_types: Counter = field(default_factory=Counter)
+    input_types: dict[str, int] = field(default_factory=dict)
     output_resources: int = 0
     output_bytes: int = 0
-    output_types: Counter = field(default_factory=Counter)
-    labels: Counter = field(default_factory=Counter)
+    output_types: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
     faults: dict[str, Fault] = field(default_factory=dict)
     dropped: Counter = field(default_factory=Counter)  # minimum necessary: (type, reason) -> n
     started: float = field(default_factory=time.perf_counter)
@@ -56,31 +61,38 @@ class Summary:
     def faulted_lines(self) -> int:
         return sum(f.count for f in self.faults.values())
 
+    # Called per line: plain dicts (a Counter's `+=` costs twice as much).
     def count_input(self, resource_type: Any) -> None:
-        known = type(resource_type) is str and resource_type in RESOURCE_TYPES
-        self.input_types[resource_type if known else "<unknown>"] += 1
+        if type(resource_type) is not str or resource_type not in RESOURCE_TYPES:
+            resource_type = "<unknown>"
+        types = self.input_types
+        types[resource_type] = types.get(resource_type, 0) + 1
 
     def count_output(self, resource: dict, size: int) -> None:
         self.output_resources += 1
         self.output_bytes += size
-        self.output_types[resource.get("resourceType", "<unknown>")] += 1
+        resource_type = resource.get("resourceType", "<unknown>")
+        types = self.output_types
+        types[resource_type] = types.get(resource_type, 0) + 1
         meta = resource.get("meta")
         if meta is not self._last_meta:
             # Outputs of one stream share their labelled metas (labels.py): the codes of the
             # last meta seen are kept with it (held, so `is` cannot meet a recycled object).
             self._last_meta, self._last_codes = meta, _label_codes(meta)
-        for code in self._last_codes:
-            self.labels[code] += 1
+        if self._last_codes:
+            labels = self.labels
+            for code in self._last_codes:
+                labels[code] = labels.get(code, 0) + 1
 
     def merge(self, other: Summary) -> None:
         self.lines += other.lines
         self.blank_lines += other.blank_lines
         self.input_bytes += other.input_bytes
-        self.input_types.update(other.input_types)
+        _add(self.input_types, other.input_types)
         self.output_resources += other.output_resources
         self.output_bytes += other.output_bytes
-        self.output_types.update(other.output_types)
-        self.labels.update(other.labels)
+        _add(self.output_types, other.output_types)
+        _add(self.labels, other.labels)
         self.dropped.update(other.dropped)
         for kind, fault in other.faults.items():
             mine = self.faults.setdefault(kind, Fault())

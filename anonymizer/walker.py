@@ -53,7 +53,7 @@ class Walk:
         builder = self.plans(resource_type)
         state = self.state
         outer_ops, outer_claims, outer_is_root = state.ops, self.claims, state.is_root
-        state.ops = set()
+        state.ops = 0
         state.is_root = container_name is None
         if claimed_by is not None:
             # A container's rule reached this resource node: its content is the container's.
@@ -148,12 +148,12 @@ class Walk:
         """Walk a subtree whose text the node's cache does not hold, and offer it the result."""
         state = self.state
         outer, varying = state.ops, state.varying
-        state.ops = ops = set()
+        state.ops = 0  # the subtree's own operations, remembered with its output
         try:
             result = self.object(value, node)
+            ops = state.ops
         finally:
-            state.ops = outer
-        outer |= ops
+            state.ops |= outer
         remember(node, key, result, ops, state.varying != varying)
         return result
 

@@ -21,7 +21,7 @@ from anonymizer import (
 )
 from anonymizer.config import METHODS
 from anonymizer.methods import load_methods
-from anonymizer.methods.base import Method, ResourceState
+from anonymizer.methods.base import Method, ResourceState, operation_names
 from anonymizer.methods.encrypt import encrypt
 from anonymizer.r4.model import PRIMITIVE, Element
 from tests.conftest import CONFORMANCE
@@ -156,7 +156,7 @@ def test_vectors_dateshift():
         result = method.date_action(_element(vector["type"]), False)(vector["input"], state)
         assert result == vector["expected"], vector
         if "record" in vector:
-            assert state.ops == {vector["record"]}
+            assert operation_names(state.ops) == {vector["record"]}
     for vector in section["fixed_offset_derived"]:
         method = _method("dateShift", dateShiftFixedOffsetInDays=vector["fixed"])
         assert (
@@ -178,7 +178,7 @@ def test_vectors_dateshift():
 def _redact(type_name: str, value, name: str = "value", parent: str = "Patient", **parameters):
     action = _method("redact", **parameters).primitive_action(_element(type_name, name), parent)
     state = ResourceState()
-    return action(value, state), state.ops
+    return action(value, state), operation_names(state.ops)
 
 
 def test_vectors_redact():
@@ -277,7 +277,7 @@ def test_vectors_generalize():
             method = _generalize(cases, other_values)
             state = ResourceState()
             result = method.primitive_action(_element(type_name), "Patient")(value, state)
-            if result != _expected(expected) or state.ops != {"GENERALIZE"}:
+            if result != _expected(expected) or operation_names(state.ops) != {"GENERALIZE"}:
                 failures.append((name, type_name, value, expected, result))
     assert failures == []
     for type_name, value, cases in section["must_raise_processing_exception"]:

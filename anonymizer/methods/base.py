@@ -21,14 +21,29 @@ APPLY = 0  # the winning method acts on the node
 CLAIMED = 1  # the node belongs to the winning rule, which leaves it as it is
 REMOVED = 2  # the node belongs to the winning rule, which removes it
 
-# Label operations (reference section 3.8).
-REDACT = "REDACT"
-ABSTRACT = "ABSTRACT"
-CRYPTOHASH = "CRYPTOHASH"
-ENCRYPT = "ENCRYPT"
-PERTURB = "PERTURB"
-SUBSTITUTE = "SUBSTITUTE"
-GENERALIZE = "GENERALIZE"
+# Label operations (reference section 3.8), one bit each: a resource's operations are an int
+# (`state.ops |= REDACT`), which costs less than a set on the hot path.
+REDACT = 1
+ABSTRACT = 2
+CRYPTOHASH = 4
+ENCRYPT = 8
+PERTURB = 16
+SUBSTITUTE = 32
+GENERALIZE = 64
+OPERATION_NAMES = {
+    REDACT: "REDACT",
+    ABSTRACT: "ABSTRACT",
+    CRYPTOHASH: "CRYPTOHASH",
+    ENCRYPT: "ENCRYPT",
+    PERTURB: "PERTURB",
+    SUBSTITUTE: "SUBSTITUTE",
+    GENERALIZE: "GENERALIZE",
+}
+
+
+def operation_names(ops: int) -> set[str]:
+    """The names of the operations in `ops` (for messages and tests)."""
+    return {name for bit, name in OPERATION_NAMES.items() if ops & bit}
 
 
 @dataclass(slots=True)
@@ -36,7 +51,7 @@ class ResourceState:
     """Per top-level resource: the operations recorded for the resource being walked, and what
     date shifting needs (the root's id before and after the rules, the file context)."""
 
-    ops: set[str] = field(default_factory=set)
+    ops: int = 0  # label operations recorded (bits above)
     root_id_raw: str = ""
     root_id_action: Any = None  # the action the plan applies to the root's id, if any
     _root_id_out: str | None = None

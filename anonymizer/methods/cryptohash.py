@@ -91,7 +91,7 @@ class CryptoHashMethod(Method):
             references = self.hasher.references
 
             def hash_reference(value: str, state: ResourceState) -> str:
-                state.ops.add(CRYPTOHASH)
+                state.ops |= CRYPTOHASH
                 found = references.get(value)
                 if found is None:
                     if len(references) >= _CACHE_LIMIT:
@@ -102,7 +102,7 @@ class CryptoHashMethod(Method):
             return hash_reference
 
         def hash_value(value: object, state: ResourceState) -> str:
-            state.ops.add(CRYPTOHASH)
+            state.ops |= CRYPTOHASH
             return hex_of(value_text(value))
 
         return hash_value

@@ -146,7 +146,7 @@ class DateShiftMethod(Method):
                 if ordinal is None:
                     ordinal = _ordinal_of(head)
                 if ordinal and head > cutoff:
-                    state.ops.add(PERTURB)
+                    state.ops |= PERTURB
                     text = _day_text(ordinal + days)
                     if size == 10:
                         return text
@@ -155,7 +155,7 @@ class DateShiftMethod(Method):
                         return text
                     return text + zeroed_time(zone - 10) + value[zone:]
             text, operation = compute(value, days)
-            state.ops.add(operation)
+            state.ops |= operation
             return text
 
         shift.counts_varying = True  # type: ignore[attr-defined]

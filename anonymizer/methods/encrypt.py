@@ -53,7 +53,7 @@ class EncryptMethod(Method):
         key = self.parameters.encrypt_key
 
         def encrypt_value(value: object, state: ResourceState) -> str:
-            state.ops.add(ENCRYPT)
+            state.ops |= ENCRYPT
             return encrypt(value_text(value), key)
 
         return encrypt_value

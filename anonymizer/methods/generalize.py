@@ -69,7 +69,7 @@ class GeneralizeMethod(Method):
         type_name = element.type_name
 
         def generalize_value(value: Any, state: ResourceState) -> Any:
-            state.ops.add(GENERALIZE)
+            state.ops |= GENERALIZE
             return self.generalize(value, type_name)
 
         return generalize_value

@@ -69,7 +69,7 @@ class PerturbMethod(Method):
         type_name = element.type_name
 
         def perturb_number(value: Any, state: ResourceState) -> Any:
-            state.ops.add(PERTURB)
+            state.ops |= PERTURB
             return self.perturb(value, type_name)
 
         return perturb_number
@@ -84,7 +84,7 @@ class PerturbMethod(Method):
             reached_earlier = value_slot.winner is not None and value_slot.winner[0] < self.rule_index
             if node and node.get("value") is not None and not reached_earlier:
                 node["value"] = self.perturb(node["value"], "decimal")
-                walk.state.ops.add(PERTURB)
+                walk.state.ops |= PERTURB
             return node
 
         return perturb_quantity

@@ -14,7 +14,7 @@ _UNICODE_DIGIT = re.compile(r"\d")  # .NET \d: any Unicode decimal digit
 
 
 def _remove(value: object, state: ResourceState) -> None:
-    state.ops.add(REDACT)
+    state.ops |= REDACT
     return None
 
 
@@ -39,14 +39,14 @@ class RedactMethod(Method):
         reference_date = self.parameters.reference_date
 
         def redact_date(value: str, state: ResourceState) -> str | None:
-            state.ops.add(REDACT)
+            state.ops |= REDACT
             return redact_partial(pattern.search(value), value, reference_date)
 
         return redact_date
 
     @staticmethod
     def _partial_age(value: object, state: ResourceState) -> object:
-        state.ops.add(REDACT)
+        state.ops |= REDACT
         text = str(value)
         if not text.lstrip("-").isdigit():
             # The reference's int.Parse fails here too (an unskippable error there).
@@ -54,7 +54,7 @@ class RedactMethod(Method):
         return None if int(text) > 89 else value
 
     def _partial_zip(self, value: str, state: ResourceState) -> str:
-        state.ops.add(ABSTRACT)
+        state.ops |= ABSTRACT
         return partial_zip(value, self.parameters.restricted_zip_codes)
 
 

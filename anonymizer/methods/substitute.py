@@ -44,7 +44,7 @@ class SubstituteMethod(Method):
         text = _net_text(self.replacement)
 
         def substitute_value(value: Any, state: ResourceState) -> str | None:
-            state.ops.add(SUBSTITUTE)
+            state.ops |= SUBSTITUTE
             return text
 
         return substitute_value
@@ -75,7 +75,7 @@ class SubstituteMethod(Method):
                 raise ConfigurationError(
                     f"The replaceWith value at {path} is not a valid {element.type_name}"
                 ) from None
-            walk.state.ops.add(SUBSTITUTE)
+            walk.state.ops |= SUBSTITUTE
             if type(item) is not dict:
                 raise InvalidInputError("The input FHIR resource is invalid: an object was expected")
             return _Merge(walk, rule_index).node(item, slot.child, parsed) or None
