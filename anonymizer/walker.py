@@ -64,8 +64,8 @@ class Walk:
             self.claims = self._dynamic_claims(builder, obj) if builder.dynamic_rules else None
             if builder.root_winner is None and self.claims and id(obj) in self.claims:
                 node = node.with_winner(self.claims[id(obj)])
-        if container_name is None:
-            self._remember_root_id(obj, node)
+        if container_name is None:  # date shifting may need the root's id (ResourceState.root_id)
+            state.root, state.root_node = obj, node
         out = self.object(obj, node, {"resourceType": resource_type})
         ops = state.ops
         if ops and container_name != "contained" and claimed_by is None:
@@ -74,14 +74,6 @@ class Walk:
         self.claims = outer_claims
         state.is_root = outer_is_root
         return out
-
-    def _remember_root_id(self, obj: dict, node: PlanNode) -> None:
-        """Date shifting needs the root's id as written, and may ask for it as the rules leave it
-        (ResourceState.root_id_out applies the id's action then)."""
-        raw = obj.get("id")
-        slot = node["id"]
-        self.state.root_id_raw = (slot.normalize(raw) if raw is not None else None) or ""
-        self.state.root_id_action = slot.action
 
     def _dynamic_claims(self, builder: ResourcePlanBuilder, obj: dict) -> dict[Any, int]:
         """Nodes matched by rules the plan could not decide, keyed by identity: an object by

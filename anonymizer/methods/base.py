@@ -54,6 +54,10 @@ class ResourceState:
     ops: int = 0  # label operations recorded (bits above)
     root_id_raw: str = ""
     root_id_action: Any = None  # the action the plan applies to the root's id, if any
+    # The root resource and its plan node until the id is first asked for (most resources
+    # never are): root_id() reads the id then.
+    root: Any = None
+    root_node: Any = None
     _root_id_out: str | None = None
     is_root: bool = True
     patient_id: str | None = None
@@ -63,11 +67,21 @@ class ResourceState:
     varying: int = 0  # actions run whose result another equal value may not share (reuse.py)
     reuse: bool = False  # repeated subtrees may take a remembered output (reuse.py)
 
+    def root_id(self) -> str:
+        """The root's id as written (normalised as the parser reads it)."""
+        if self.root_node is not None:
+            raw = self.root.get("id")
+            slot = self.root_node["id"]
+            self.root_id_raw = (slot.normalize(raw) if raw is not None else None) or ""
+            self.root_id_action = slot.action
+            self.root = self.root_node = None
+        return self.root_id_raw
+
     @property
     def root_id_out(self) -> str:
         """The root's id as the rules leave it; computed only when a date shift needs it."""
         if self._root_id_out is None:
-            value: Any = self.root_id_raw or None
+            value: Any = self.root_id() or None
             if value is not None and self.root_id_action is not None:
                 value = self.root_id_action(value, self)
             self._root_id_out = "" if value is None else str(value)
