@@ -145,7 +145,8 @@ class Walk:
             result = self.object(value, node)
             ops = state.ops
         finally:
-            state.ops |= outer
+            state.ops = outer
+        state.ops = outer | ops
         remember(node, key, result, ops, state.varying != varying)
         return result
 
