@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 
@@ -91,10 +92,20 @@ _SHARED_METAS: dict[tuple[bytes, int], dict] = {}
 _SHARED_METAS_LIMIT = 1024
 
 
+# The last shared meta: its walk output (one object while reuse.py remembers it), operations,
+# and labelled result; held, so `is` cannot meet a recycled object.
+_last_shared: tuple[Any, int, dict] = (None, 0, {})
+
+
 def add_shared_security_labels(resource: dict, ops: int) -> None:
     """add_security_labels for outputs serialised at once (reuse.py): a meta seen before with
     the same operations takes the labelled meta made then (exports repeat the same meta tag)."""
+    global _last_shared
     meta = resource.get("meta")
+    last_meta, last_ops, labelled = _last_shared
+    if meta is last_meta and ops == last_ops and labelled:
+        resource["meta"] = labelled  # in place if it existed, appended last otherwise
+        return
     text = orjson.dumps(meta) if meta else b""
     if len(text) > MAX_KEY_BYTES:
         add_security_labels(resource, ops)
@@ -105,9 +116,10 @@ def add_shared_security_labels(resource: dict, ops: int) -> None:
         add_security_labels(resource, ops)
         if len(_SHARED_METAS) >= _SHARED_METAS_LIMIT:
             _SHARED_METAS.clear()
-        _SHARED_METAS[key] = resource["meta"]
+        found = _SHARED_METAS[key] = resource["meta"]
     else:
         resource["meta"] = found  # in place if it existed, appended last otherwise
+    _last_shared = (meta, ops, found)
 
 
 _META_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}

@@ -6,7 +6,7 @@ records depend only on the subtree's content, unless an action ran whose result 
 need not share (`Method.varies`: date shifts, encryption, perturbation, generalization, a nested
 resource, a method that takes a whole node). So the first walk of a subtree is remembered under
 its compact JSON text, and the next equal subtree under the same node takes the remembered output
-(the input object itself when the walk changed nothing) without being walked again.
+object without being walked again.
 
 Only the streaming core asks for it (`ResourceState.reuse`): outputs then share objects with
 each other and with their input, which is harmless when they are serialised at once. Memory stays
@@ -18,9 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-SAME = object()  # the walk left the subtree as it was: reuse the input object
 MAX_KEY_BYTES = 512  # larger subtrees are walked every time
 CHECK_EVERY = 64  # misses between looks at a node's hit rate
 # A miss costs about what three hits save (the text, the walk, remembering): below this many hits
@@ -32,7 +29,7 @@ NODE_LIMIT = 2048  # misses after which a node's cache starts afresh
 BUDGET_BYTES = 24 << 20
 ENTRY_FACTOR = 8
 
-Entry = tuple[Any, int]  # (output or SAME, label operations)
+Entry = tuple[Any, int]  # (output, label operations)
 
 
 class ReusePool:
@@ -72,7 +69,5 @@ def remember(node: Any, key: bytes, result: Any, ops: int, varied: bool) -> None
             node.hits = node.misses = 0
     if varied or len(key) > MAX_KEY_BYTES:
         return
-    if result is not None and orjson.dumps(result) == key:
-        result = SAME
     cache[key] = (result, ops)
     node.builder.reuse_pool.charge(ENTRY_FACTOR * len(key))

@@ -19,7 +19,6 @@ import orjson
 
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE
 from anonymizer.r4.primitives import ACCEPTED_AS_IS, NET_WHITESPACE, NORMALIZERS
-from anonymizer.reuse import SAME
 
 if TYPE_CHECKING:
     from anonymizer.plan import PlanNode
@@ -37,7 +36,7 @@ ShapeFunction = Callable[[dict, dict, Any, Any], "dict | None"]
 
 def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
     """Raises InvalidInputError for a key that is not an element of the node's type."""
-    constants: dict[str, Any] = {"WS": _WS, "WSS": NET_WHITESPACE, "DUMPS": orjson.dumps, "SAME": SAME}
+    constants: dict[str, Any] = {"WS": _WS, "WSS": NET_WHITESPACE, "DUMPS": orjson.dumps}
     lines = ["def walk_shape(obj, out, walk, state):"]
     for number, key in enumerate(shape):
         slot = node[key]
@@ -130,7 +129,7 @@ def _child(number: int, value: str, indent: str) -> list[str]:
         f"        r = walk.reuse_miss({value}, C{number}, k)",
         "    else:",
         f"        C{number}.hits += 1",
-        f"        r = {value} if e[0] is SAME else e[0]",
+        "        r = e[0]",
         "        state.ops |= e[1]",
         "else:",
         f"    f = C{number}.shapes.get(tuple({value}))",

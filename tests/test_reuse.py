@@ -7,7 +7,7 @@ from pathlib import Path
 
 from anonymizer import jsonio
 from anonymizer.cli import shipped_config
-from anonymizer.reuse import CHECK_EVERY, SAME, ReusePool, remember
+from anonymizer.reuse import CHECK_EVERY, ReusePool, remember
 from tests.helpers import REFERENCE_DATE, engine, rule
 
 DEMO = Path(__file__).resolve().parent.parent / "anonymizer" / "demo" / "export"
@@ -66,17 +66,16 @@ def test_a_reused_subtree_still_records_its_label():
     assert node.hits == 3 and node.misses == 1  # the first is walked before code is generated
 
 
-def test_an_unchanged_subtree_is_remembered_as_the_input_itself():
+def test_a_remembered_output_is_shared_by_later_outputs():
     e = engine([rule("Observation.subject.display", "redact")])
     for number in range(2):  # generated code (on the second sighting), then remembered
         e.anonymize(_observation(number), reuse=True)
-    again = _observation(2)
-    out = e.anonymize(again, reuse=True)
-    node = e.plan_for("Observation").root["code"].child
-    assert next(iter(node.cache.values()))[0] is SAME
-    assert out["code"] is again["code"]  # shared with the input: the stream serialises it at once
-    assert e.anonymize(_observation(3))["code"] is not None  # without reuse: a new object
-    assert e.anonymize(_observation(3))["code"] is not _observation(3)["code"]
+    first, second = (e.anonymize(_observation(n), reuse=True) for n in (2, 3))
+    assert first["code"] is second["code"]  # shared: the stream serialises each at once
+    assert first["meta"] is second["meta"]  # the labelled meta too (labels.py)
+    third, fourth = (e.anonymize(_observation(n)) for n in (4, 5))  # without reuse
+    assert third["code"] == first["code"] and third["code"] is not fourth["code"]
+    assert third["meta"] is not fourth["meta"]
 
 
 class _Node:
@@ -89,22 +88,22 @@ class _Node:
 def test_a_node_whose_subtrees_rarely_repeat_stops_caching():
     node = _Node()
     for number in range(CHECK_EVERY):
-        remember(node, f'{{"n":{number}}}'.encode(), {"n": number}, set(), varied=False)
+        remember(node, f'{{"n":{number}}}'.encode(), {"n": number}, 0, varied=False)
     assert node.cache is None
-    remember(node, b"{}", None, set(), varied=False)  # stopped mid-walk (recursive types): no error
+    remember(node, b"{}", None, 0, varied=False)  # stopped mid-walk (recursive types): no error
 
 
 def test_varied_subtrees_and_large_ones_are_not_remembered():
     node = _Node()
-    remember(node, b'{"a":1}', {"a": 2}, set(), varied=True)
-    remember(node, b'{"a":"' + b"x" * 600 + b'"}', {"a": "x" * 600}, set(), varied=False)
+    remember(node, b'{"a":1}', {"a": 2}, 0, varied=True)
+    remember(node, b'{"a":"' + b"x" * 600 + b'"}', {"a": "x" * 600}, 0, varied=False)
     assert node.cache == {}
 
 
 def test_the_pool_budget_starts_every_cache_afresh():
     pool = ReusePool(budget=100)
     first, second = pool.new_cache(), pool.new_cache()
-    first[b"a"] = second[b"b"] = (SAME, None)
+    first[b"a"] = second[b"b"] = ({}, 0)
     pool.charge(60)
     assert first and second
     pool.charge(60)
