@@ -43,8 +43,10 @@ def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
         kind = slot.kind
         constants[f"S{number}"] = slot
         k = repr(key)
-        if kind == PRIMITIVE and (key == slot.shadow_key or slot.shadow_key in shape or slot.is_list):
+        if kind == PRIMITIVE and (key == slot.shadow_key or slot.shadow_key in shape):
             lines.append(f"    walk.primitive(obj, {k}, obj[{k}], S{number}, out)")
+        elif kind == PRIMITIVE and slot.is_list:
+            lines += _primitive_list(number, k, slot, constants)
         elif kind == PRIMITIVE:
             lines += _primitive(number, k, slot, constants)
         elif kind == COMPLEX and slot.complex_action is None:
@@ -115,6 +117,35 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
         lines += ["        if v is not None:", f"            v = A{number}(v, state)"]
     lines += ["        if v is not None:", f"            out[{k}] = v"]
     return lines
+
+
+def _primitive_list(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
+    """A repeating primitive without its `_x` shadow: each value normalised and acted on, the
+    ones left kept (walk.primitive_list without the shadow's bookkeeping)."""
+    constants[f"N{number}"] = slot.normalize
+    lines = [
+        f"    v = obj[{k}]",
+        "    if type(v) is list:",
+        "        results = []",
+        "        for item in v:",
+        "            if item is not None:",
+        f"                item = N{number}(item)",
+    ]
+    if slot.action is not None:
+        constants[f"A{number}"] = slot.action
+        lines += [
+            "                if item is not None:",
+            f"                    item = A{number}(item, state)",
+        ]
+    return [
+        *lines,
+        "                if item is not None:",
+        "                    results.append(item)",
+        "        if results:",
+        f"            out[{k}] = results",
+        "    else:",
+        f"        walk.primitive(obj, {k}, v, S{number}, out)",
+    ]
 
 
 def _child(number: int, value: str, indent: str) -> list[str]:

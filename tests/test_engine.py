@@ -125,6 +125,23 @@ def test_firely_normalisation():
     }
 
 
+def test_generated_code_normalises_repeating_primitives_as_the_walker_does():
+    e = engine([rule("Patient.name.prefix", "redact")])
+    patient = {
+        "resourceType": "Patient",
+        "name": [{"given": ["  Ann ", "", None, "Bo"], "prefix": ["Dr"], "suffix": "Jr"}],
+    }
+    expected = {"resourceType": "Patient", "name": [{"given": ["Ann", "Bo"], "suffix": ["Jr"]}]}
+    # The first sightings are interpreted, later ones run the code generated for the shape.
+    outputs = [e.anonymize(patient) for _ in range(4)]
+    assert all(out["name"] == expected["name"] for out in outputs)
+    assert e.plan_for("Patient").root["name"].child.shapes  # the shape was compiled
+    with pytest.raises(InvalidInputError):
+        e.anonymize(
+            {"resourceType": "Patient", "name": [{"given": ["Ann", 5], "prefix": ["Dr"], "suffix": "Jr"}]}
+        )
+
+
 @pytest.mark.parametrize(
     ("number", "written"),
     [
