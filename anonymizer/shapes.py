@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from anonymizer.plan import PlanNode
 
 MAX_SHAPES = 256
-# Sightings of a key sequence before its code is generated (compiling costs about 0.3 ms; a
-# sequence met once is cheaper to interpret; 4 or 8 measured no faster on Synthea).
-COMPILE_AT = 2
+# Sightings of a key sequence before its code is generated (compiling costs 0.1-2 ms by the
+# number of keys; interpreted sightings use the reuse caches too, so rare shapes lose little;
+# 2 to 256 measured alike on Synthea).
+COMPILE_AT = 16
 _WS = frozenset(NET_WHITESPACE)
 _STRING_NORMALIZER = NORMALIZERS["string"]
 _ACCEPTED_LATELY: dict[str, set[str]] = {name: set() for name in ACCEPTED_AS_IS}

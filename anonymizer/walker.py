@@ -12,6 +12,8 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from anonymizer.errors import InvalidInputError
 from anonymizer.labels import add_security_labels, add_shared_security_labels
 from anonymizer.methods.base import ResourceState
@@ -126,7 +128,7 @@ class Walk:
                     self.primitive(obj, key, value, slot, out)
             elif kind == COMPLEX:
                 if plain and type(value) is dict and slot.complex_action is None:
-                    result = self.object(value, slot.child)
+                    result = self.child(value, slot.child)
                     if result is not None:
                         out[key] = [result] if slot.is_list else result
                 else:
@@ -135,6 +137,20 @@ class Walk:
                 self.nested(value, slot, out)
             # resourceType (written first by the caller) and fhir_comments (dropped) remain
         return out or None
+
+    def child(self, value: dict, node: PlanNode) -> dict | None:
+        """A complex child: its remembered output when the same text came before (reuse.py),
+        else its walk (what generated code does inline, shapes.py)."""
+        cache = node.cache
+        if cache is None or not self.state.reuse or self.claims:
+            return self.object(value, node)
+        key = orjson.dumps(value)
+        entry = cache.get(key)
+        if entry is None:
+            return self.reuse_miss(value, node, key)
+        node.hits += 1
+        self.state.ops |= entry[1]
+        return entry[0]
 
     def reuse_miss(self, value: dict, node: PlanNode, key: bytes) -> dict | None:
         """Walk a subtree whose text the node's cache does not hold, and offer it the result."""
@@ -175,7 +191,7 @@ class Walk:
         if slot.complex_action is not None:  # the method takes the whole node (and its walk)
             self.state.varying += 1
             return slot.complex_action(item, slot, self)
-        return self.object(item, slot.child)
+        return self.child(item, slot.child) if type(item) is dict else self.object(item, slot.child)
 
     def nested(self, value: Any, slot: Slot, out: dict) -> None:
         self.state.varying += 1  # a nested resource's labels and offsets are its own
