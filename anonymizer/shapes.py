@@ -37,7 +37,7 @@ ShapeFunction = Callable[[dict, dict, Any, Any], "dict | None"]
 
 def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
     """Raises InvalidInputError for a key that is not an element of the node's type."""
-    constants: dict[str, Any] = {"WS": _WS, "WSS": NET_WHITESPACE, "DUMPS": orjson.dumps}
+    constants: dict[str, Any] = {"WS": _WS, "DUMPS": orjson.dumps}
     lines = ["def walk_shape(obj, out, walk, state):"]
     for number, key in enumerate(shape):
         slot = node[key]
@@ -78,46 +78,57 @@ def _compiled(source: str, name: str) -> CodeType:
 
 
 def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
-    constants[f"N{number}"] = slot.normalize
-    lines = [f"    v = obj[{k}]", "    if v is not None:"]
+    """A single primitive: values the normaliser would return unchanged are kept inline (strings
+    without .NET whitespace at their ends, dates the regex or the recent set accepts); anything
+    else (whitespace to trim, a list, a wrong type) goes to walk.primitive."""
+    general = [f"        walk.primitive(obj, {k}, v, S{number}, out)"]
     if slot.normalize is _STRING_NORMALIZER:
-        lines += [
-            "        if type(v) is str:",
-            "            if not v or v[0] in WS or v[-1] in WS:",
-            "                v = v.strip(WSS) or None",
+        return [
+            f"    v = obj[{k}]",
+            "    if type(v) is str and v and v[0] not in WS and v[-1] not in WS:",
+            *_keep(number, k, slot, constants, "        "),
+            "    elif v is not None:",
+            *general,
         ]
-    elif slot.element.type_name in ACCEPTED_AS_IS:
+    if slot.element.type_name in ACCEPTED_AS_IS:
         # Dates repeat (a whole encounter's observations share one time): the ones accepted
         # lately are remembered, the others told by one regex.
         constants[f"F{number}"] = ACCEPTED_AS_IS[slot.element.type_name]
         constants[f"M{number}"] = _ACCEPTED_LATELY[slot.element.type_name]
-        lines += [
-            f"        if type(v) is str and v in M{number}:",
-            "            pass",
-            f"        elif type(v) is str and F{number}(v) is not None:",
-            f"            if len(M{number}) >= 4096:",
-            f"                M{number}.clear()",
-            f"            M{number}.add(v)",
+        return [
+            f"    v = obj[{k}]",
+            f"    if type(v) is str and v in M{number}:",
+            *_keep(number, k, slot, constants, "        "),
+            f"    elif type(v) is str and F{number}(v) is not None:",
+            f"        if len(M{number}) >= 4096:",
+            f"            M{number}.clear()",
+            f"        M{number}.add(v)",
+            *_keep(number, k, slot, constants, "        "),
+            "    elif v is not None:",
+            *general,
         ]
-    else:
-        lines.append("        if False:")
-        lines.append("            pass")
-    lines += [
-        "        elif type(v) is list:",
-        f"            walk.primitive(obj, {k}, v, S{number}, out)",
-        "            v = None",
-        "        else:",
-        f"            v = N{number}(v)",
+    constants[f"N{number}"] = slot.normalize
+    return [
+        f"    v = obj[{k}]",
+        "    if v is not None and type(v) is not list:",
+        f"        v = N{number}(v)",
+        "        if v is not None:",
+        *_keep(number, k, slot, constants, "            "),
+        "    elif v is not None:",
+        *general,
     ]
+
+
+def _keep(number: int, k: str, slot: Any, constants: dict[str, Any], indent: str) -> list[str]:
+    """Code for a valid value `v`: the slot's action, then `out`."""
     removes = getattr(slot.action, "removes", None)
     if removes is not None:  # the value is validated, then removed
         constants[f"R{number}"] = removes
-        return [*lines, "        if v is not None:", f"            state.ops |= R{number}"]
-    if slot.action is not None:
-        constants[f"A{number}"] = slot.action
-        lines += ["        if v is not None:", f"            v = A{number}(v, state)"]
-    lines += ["        if v is not None:", f"            out[{k}] = v"]
-    return lines
+        return [f"{indent}state.ops |= R{number}"]
+    if slot.action is None:
+        return [f"{indent}out[{k}] = v"]
+    constants[f"A{number}"] = slot.action
+    return [f"{indent}v = A{number}(v, state)", f"{indent}if v is not None:", f"{indent}    out[{k}] = v"]
 
 
 def _primitive_list(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
