@@ -143,6 +143,43 @@ def test_generated_code_normalises_repeating_primitives_as_the_walker_does():
         )
 
 
+ODD_VALUES = [
+    {"gender": " male\u00a0", "birthDate": "2001-02-03", "active": "true", "multipleBirthInteger": "2"},
+    {"gender": "", "birthDate": " 2001-02-03", "active": False, "multipleBirthInteger": 3},
+    {"gender": ["female", "male"], "birthDate": ["2001-02-03"], "active": [True]},
+    {"gender": None, "birthDate": "2001-02-29", "deceasedDateTime": "2020-02-29T10:00:00+01:00"},
+    {"gender": 5},
+    {"birthDate": 20010203},
+    {"active": "yes"},
+    {"multipleBirthInteger": 2.5},
+    {"name": [{"family": " \u2003 ", "given": [" A ", ""], "text": "T"}], "birthDate": "1990"},
+]
+
+
+@pytest.mark.parametrize("values", ODD_VALUES)
+def test_generated_code_agrees_with_the_interpreter_on_odd_values(values, monkeypatch):
+    """Each shape is met COMPILE_AT + 2 times (interpreted, then generated code): every result or
+    failure equals the walker's interpreter alone."""
+    rules = [rule("Patient.gender", "redact"), rule("Patient.birthDate", "dateShift")]
+    patient = {"resourceType": "Patient", "id": "p1", **values}
+
+    def outcomes() -> tuple[list, int]:
+        e = engine(rules)
+        results = []
+        for _ in range(COMPILE_AT + 2):
+            try:
+                results.append(e.anonymize(patient))
+            except InvalidInputError as exc:
+                results.append(str(exc))
+        return results, len(e.plan_for("Patient").root.shapes)
+
+    generated, compiled = outcomes()
+    monkeypatch.setattr("anonymizer.walker.MAX_SHAPES", 0)
+    interpreted, none = outcomes()
+    assert compiled == 1 and none == 0
+    assert interpreted == generated
+
+
 @pytest.mark.parametrize(
     ("number", "written"),
     [
