@@ -25,6 +25,7 @@ _END = rb"[ \t\r\n]*[,}\]]"
 # One scan: a fraction ending in 0 (ends with a delimiter), or a long fraction (ends in a digit).
 _SUSPECT_FRACTION = re.compile(rb"\.(?:\d*0" + _END + rb"|\d{11,})")
 _DIGITS = frozenset(b"0123456789-")
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 _BEFORE = frozenset(b":,[ \t\r\n")
 
 
@@ -95,8 +96,10 @@ def parse(line: bytes | str) -> tuple[Any, bool]:
     data = line.encode("utf-8") if isinstance(line, str) else line
     value = orjson.loads(data)
     # Exports are written compact, as orjson writes them: when writing the value back gives the
-    # same bytes, every number kept its text, which one C call proves faster than the scan.
-    if orjson.dumps(value) != data and needs_exact_path(data):
+    # same bytes (an NDJSON line's `\n` included), every number kept its text, which one C call
+    # proves faster than the scan.
+    written = orjson.dumps(value, option=_NEWLINE if data[-1:] == b"\n" else None)
+    if written != data and needs_exact_path(data):
         return loads_exact(data), True
     return value, False
 

@@ -9,6 +9,7 @@ Nothing of a line's content reaches a log, an exception or the summary.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -26,10 +27,7 @@ DEFAULT_MAX_LINE_BYTES = 268_435_456
 _FLUSH_BYTES = 1 << 16
 _BOM = b"\xef\xbb\xbf"
 _SPACE = frozenset(b" \t\r\n\f\v")
-
-
-class _Unterminated(bytes):
-    """The input's last line, without a `\n` after it."""
+_NEWLINE = ord("\n")
 
 
 class LineFault(AnonymizerError):
@@ -76,16 +74,10 @@ class StreamRun:
         size = 0
         process = self._process
         for line in self._lines():
-            # A terminated line (the common case), an over-long one (only its length), or the
-            # unterminated last line.
-            if type(line) is bytes:
-                self.consumed += len(line) + 1
-                result = process(line)
-            elif type(line) is int:
+            if type(line) is int:  # a line over the size limit: only its length
                 self.consumed += line
                 result = process(None)
             else:
-                line = bytes(line)
                 self.consumed += len(line)
                 result = process(line)
             self.next_line += 1
@@ -103,39 +95,42 @@ class StreamRun:
         self.summary.finish()
 
     # -- splitting -----------------------------------------------------------------------------
-    def _lines(self) -> Iterator[bytes | int | _Unterminated]:
-        """Each line without its `\n`; an int (the bytes it took) for a line over the size
-        limit; the last line, if it has no `\n`, as _Unterminated."""
-        buffer = b""
+    def _lines(self) -> Iterator[bytes | int]:
+        """Each line with its `\\n` (the input's last line may have none); for a line over the
+        size limit, the number of bytes it took."""
+        rest = b""  # the start of a line the next chunk continues
         bom = self.start_offset == 0  # a BOM may start the input, perhaps split across chunks
         skipped = -1  # inside an over-long line: its bytes so far, discarded up to its end
-        limit = self.max_line_bytes
+        limit = self.max_line_bytes + 1  # with the `\n`
         for chunk in self._chunks:
             if not chunk:
                 continue
-            buffer = buffer + chunk if buffer else chunk
+            data = rest + chunk if rest else chunk
+            rest = b""
             if bom:
-                if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
+                if len(data) < len(_BOM) and _BOM.startswith(data):
+                    rest = data
                     continue
                 bom = False
-                if buffer.startswith(_BOM):
-                    buffer = buffer[len(_BOM) :]
+                if data.startswith(_BOM):
+                    data = data[len(_BOM) :]
                     self.consumed += len(_BOM)
-            lines = buffer.split(b"\n")
-            buffer = lines.pop()  # the start of a line the next chunk continues
-            if lines and skipped >= 0:
-                yield skipped + len(lines[0]) + 1
-                skipped = -1
-                del lines[0]
-            for line in lines:
-                yield line if len(line) <= limit else len(line) + 1
-            if len(buffer) > limit or skipped >= 0:
-                skipped = max(skipped, 0) + len(buffer)
-                buffer = b""
+            # BytesIO finds line ends with memchr: several times faster than bytes.split.
+            for line in io.BytesIO(data):
+                if line[-1] != _NEWLINE:
+                    rest = line
+                elif skipped >= 0:
+                    yield skipped + len(line)
+                    skipped = -1
+                else:
+                    yield line if len(line) <= limit else len(line)
+            if skipped >= 0 or len(rest) >= limit:
+                skipped = max(skipped, 0) + len(rest)
+                rest = b""
         if skipped >= 0:
-            yield skipped + len(buffer)
-        elif buffer and (self.input_complete or _complete_object(buffer)):
-            yield _Unterminated(buffer)
+            yield skipped + len(rest)
+        elif rest and (self.input_complete or _complete_object(rest)):
+            yield rest
         # otherwise an unterminated last line is held back for the next run
 
     # -- one line ------------------------------------------------------------------------------
@@ -144,8 +139,7 @@ class StreamRun:
         summary.lines += 1
         if line is None:
             return self._fault("line_too_long")
-        if line.endswith(b"\r"):
-            line = line[:-1]
+        # The line keeps its `\n` (or `\r\n`): JSON whitespace to the parser.
         if not line or (line[0] in _SPACE and not line.strip()):
             summary.blank_lines += 1
             return None

@@ -73,3 +73,11 @@ def test_complete_unterminated_last_line_is_processed_when_more_may_come(engine)
     output, run = _run(data, 13, engine, input_complete=False)
     assert orjson.loads(output.splitlines()[-1])["id"] == "p5"
     assert run.consumed == len(data)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b""])
+def test_numbers_keep_their_text_whatever_the_line_ending(engine, ending):
+    observation = b'{"resourceType":"Observation","status":"final","code":{"text":"t"},'
+    plain, fraction = observation + b'"valueInteger":7}', observation + b'"valueQuantity":{"value":1.50}}'
+    output, _ = _run(plain + ending + b"\n" + fraction + ending, 7, engine, input_complete=True)
+    assert output.count(b'"valueInteger":7') == 1 and output.count(b'"valueQuantity":{"value":1.50}') == 1
