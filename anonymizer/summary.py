@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anonymizer.labels import LABELS
-from anonymizer.r4.model import RESOURCE_TYPES
+from anonymizer.r4.model import is_resource_type
 
 MAX_FAULT_LINES = 10
 _LABEL_CODES = tuple(coding["code"] for _, coding in LABELS)
@@ -63,7 +63,7 @@ class Summary:
 
     # Called per line: plain dicts (a Counter's `+=` costs twice as much).
     def count_input(self, resource_type: Any) -> None:
-        if type(resource_type) is not str or resource_type not in RESOURCE_TYPES:
+        if not is_resource_type(resource_type):
             resource_type = "<unknown>"
         types = self.input_types
         types[resource_type] = types.get(resource_type, 0) + 1

@@ -157,11 +157,8 @@ class Walk:
         state = self.state
         outer, varying = state.ops, state.varying
         state.ops = 0  # the subtree's own operations, remembered with its output
-        try:
-            result = self.object(value, node)
-            ops = state.ops
-        finally:
-            state.ops = outer
+        result = self.object(value, node)  # a failure abandons the whole resource and its state
+        ops = state.ops
         state.ops = outer | ops
         remember(node, key, result, ops, state.varying != varying)
         return result

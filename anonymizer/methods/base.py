@@ -52,12 +52,11 @@ class ResourceState:
     date shifting needs (the root's id before and after the rules, the file context)."""
 
     ops: int = 0  # label operations recorded (bits above)
-    root_id_raw: str = ""
-    root_id_action: Any = None  # the action the plan applies to the root's id, if any
-    # The root resource and its plan node until the id is first asked for (most resources
-    # never are): root_id() reads the id then.
+    # The root resource and its plan node: its id is read only when a date shift asks for it
+    # (most resources never do), and kept in root_id_raw.
     root: Any = None
     root_node: Any = None
+    root_id_raw: str | None = None
     _root_id_out: str | None = None
     is_root: bool = True
     patient_id: str | None = None
@@ -67,23 +66,22 @@ class ResourceState:
     varying: int = 0  # actions run whose result another equal value may not share (reuse.py)
     reuse: bool = False  # repeated subtrees may take a remembered output (reuse.py)
 
+    @property
     def root_id(self) -> str:
         """The root's id as written (normalised as the parser reads it)."""
-        if self.root_node is not None:
-            raw = self.root.get("id")
-            slot = self.root_node["id"]
-            self.root_id_raw = (slot.normalize(raw) if raw is not None else None) or ""
-            self.root_id_action = slot.action
-            self.root = self.root_node = None
+        if self.root_id_raw is None:
+            raw = self.root.get("id") if self.root is not None else None
+            self.root_id_raw = (self.root_node["id"].normalize(raw) if raw is not None else None) or ""
         return self.root_id_raw
 
     @property
     def root_id_out(self) -> str:
-        """The root's id as the rules leave it; computed only when a date shift needs it."""
+        """The root's id as the rules leave it (the action the plan applies to it)."""
         if self._root_id_out is None:
-            value: Any = self.root_id() or None
-            if value is not None and self.root_id_action is not None:
-                value = self.root_id_action(value, self)
+            value: Any = self.root_id or None
+            action = self.root_node["id"].action if self.root_node is not None else None
+            if value is not None and action is not None:
+                value = action(value, self)
             self._root_id_out = "" if value is None else str(value)
         return self._root_id_out
 

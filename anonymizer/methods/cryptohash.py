@@ -45,19 +45,18 @@ class Hmac256:
 
 
 _TYPES = "|".join(sorted(RESOURCE_TYPES))
+_ID_PATTERN = r"[A-Za-z0-9\-.]{1,64}"
 _LITERAL_REFERENCE = re.compile(
     r"(?P<prefix>((http|https)://[A-Za-z0-9\/.:%$]*)?(" + _TYPES + r")/)"
-    r"(?P<id>[A-Za-z0-9\-.]{1,64})(?P<suffix>/_history/[A-Za-z0-9\-.]{1,64})?",
+    rf"(?P<id>{_ID_PATTERN})(?P<suffix>/_history/{_ID_PATTERN})?",
     re.ASCII,
 )
+_ID = re.compile(_ID_PATTERN, re.ASCII)  # the id of a plain `Type/id`
 _OID = re.compile(r"urn:oid:(?P<id>[0-2](\.(0|[1-9][0-9]*))+)", re.ASCII)
 _UUID = re.compile(
     r"urn:uuid:(?P<id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})",
     re.ASCII,
 )
-
-
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}", re.ASCII)
 
 
 def transform_reference(reference: str, transform) -> str:

@@ -97,7 +97,7 @@ class DateShiftMethod(Method):
         elif scope == "folder":
             prefix = state.folder_name or ""
         if not prefix:
-            prefix = state.root_id_out if id_rewritten or not state.is_root else state.root_id()
+            prefix = state.root_id_out if id_rewritten or not state.is_root else state.root_id
         return self._offsets.offset(prefix)
 
     def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
