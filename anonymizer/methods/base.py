@@ -62,7 +62,7 @@ class ResourceState:
     patient_id: str | None = None
     file_name: str | None = None
     folder_name: str | None = None
-    offsets: dict[tuple, int] = field(default_factory=dict)  # date shifts decided for this resource
+    offsets: dict[int, int] = field(default_factory=dict)  # date shifts decided for this resource
     varying: int = 0  # actions run whose result another equal value may not share (reuse.py)
     reuse: bool = False  # repeated subtrees may take a remembered output (reuse.py)
 

@@ -115,11 +115,14 @@ class DateShiftMethod(Method):
         # One offset per resource and prefix kind (every dateShift rule of a configuration
         # shares the parameters): the root id as written or rewritten, in a root or nested
         # resource.
-        root_decision, nested_decision = (id_rewritten, True), (id_rewritten, False)
+        root_decision, nested_decision = 2 * id_rewritten + 1, 2 * id_rewritten
         # Over the age limit: on or before the cutoff, compared as text (`compute` redacts).
         cutoff = f"{reference_date.year - AGE_LIMIT - 1:04d}-{reference_date:%m-%d}"
+        # Values that shift as whole days, read once: dates repeat (an encounter's resources
+        # share its times), their offsets differ.
+        shiftable = _shiftable_cache(is_date, cutoff)
 
-        def compute(value: str, days: int) -> tuple[str | None, str]:
+        def compute(value: str, days: int) -> tuple[str | None, int]:
             match = pattern.search(value)
             if match is not None and match[7] is not None:
                 year, month, day = int(match[1]), int(match[5]), int(match[7])
@@ -136,30 +139,50 @@ class DateShiftMethod(Method):
             days = state.offsets.get(decision)
             if days is None:
                 days = state.offsets[decision] = self.offset_for(state, id_rewritten)
-            # Values arrive validated by the parser, so a full `YYYY-MM-DD` head decides the
-            # date part alone, and a time that the reference's pattern takes is zeroed by its
-            # length. Days and their texts are remembered: dates repeat.
-            size = len(value)
-            if size == 10 or (size > 10 and not is_date and value[10] == "T"):
-                head = value[:10]
-                ordinal = _ORDINALS.get(head)
-                if ordinal is None:
-                    ordinal = _ordinal_of(head)
-                if ordinal and head > cutoff:
-                    state.ops |= PERTURB
-                    text = _day_text(ordinal + days)
-                    if size == 10:
-                        return text
-                    zone = _zone_start(value, size)
-                    if zone < 19:  # no zone, or no seconds: the reference keeps the date alone
-                        return text
-                    return text + zeroed_time(zone - 10) + value[zone:]
+            found = shiftable.get(value)
+            if found is None:
+                found = _read_shiftable(value, is_date, cutoff, shiftable)
+            if found:
+                state.ops |= PERTURB
+                ordinal, time_part = found
+                text = _DAY_TEXTS.get(ordinal + days) or _day_text(ordinal + days)
+                return text + time_part if time_part else text
             text, operation = compute(value, days)
             state.ops |= operation
             return text
 
         shift.counts_varying = True  # type: ignore[attr-defined]
         return shift
+
+
+_SHIFTABLE: dict[tuple[bool, str], dict[str, tuple[int, str] | tuple[()]]] = {}
+
+
+def _shiftable_cache(is_date: bool, cutoff: str) -> dict[str, tuple[int, str] | tuple[()]]:
+    return _SHIFTABLE.setdefault((is_date, cutoff), {})
+
+
+def _read_shiftable(
+    value: str, is_date: bool, cutoff: str, cache: dict[str, tuple[int, str] | tuple[()]]
+) -> tuple[int, str] | tuple[()]:
+    """(day number, zeroed time and zone) for a value that shifts as a whole day, else ().
+    Values arrive validated by the parser, so a full `YYYY-MM-DD` head decides the date part
+    alone, and a time that the reference's pattern takes is zeroed by its length."""
+    found: tuple[int, str] | tuple[()] = ()
+    size = len(value)
+    if size == 10 or (size > 10 and not is_date and value[10] == "T"):
+        head = value[:10]
+        ordinal = _ORDINALS.get(head)
+        if ordinal is None:
+            ordinal = _ordinal_of(head)
+        if ordinal and head > cutoff:
+            zone = _zone_start(value, size) if size > 10 else 0
+            # no zone, or no seconds: the reference keeps the date alone
+            found = (ordinal, zeroed_time(zone - 10) + value[zone:] if zone >= 19 else "")
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[value] = found
+    return found
 
 
 _ORDINALS: dict[str, int] = {}  # `YYYY-MM-DD` heads -> day numbers (0: not a whole day)
