@@ -15,7 +15,7 @@ _CACHE_LIMIT = 1 << 14  # bounded: a multi-GB export must not grow memory
 
 class Hmac256:
     """HMAC-SHA256 with the key's inner and outer states computed once (copying a prepared state
-    is about twice as fast as `hmac.new` per value), and a bounded cache: ids and references
+    is about twice as fast as `hmac.new` per value), and bounded caches: ids and references
     repeat across a patient's resources."""
 
     def __init__(self, key: str) -> None:
@@ -25,23 +25,46 @@ class Hmac256:
         raw = raw.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in raw))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in raw))
-        self._cache: dict[str, str] = {}
-        self.references: dict[str, str] = {}  # whole references -> hashed references
+        self._cache = RecentCache()
+        self.references = RecentCache()  # whole references -> hashed references
 
     def hex(self, text: str) -> str:
         if not text:
             return ""
-        found = self._cache.get(text)
+        cache = self._cache
+        found = cache.get(text)
         if found is None:
-            inner = self._inner.copy()
-            inner.update(text.encode("utf-8"))
-            outer = self._outer.copy()
-            outer.update(inner.digest())
-            found = outer.hexdigest()
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[text] = found
+            found = cache.older(text)
+            if found is None:
+                inner = self._inner.copy()
+                inner.update(text.encode("utf-8"))
+                outer = self._outer.copy()
+                outer.update(inner.digest())
+                found = outer.hexdigest()
+            cache.put(text, found)
         return found
+
+
+class RecentCache(dict):
+    """A bounded cache that keeps what is used: when full, its entries become the older
+    generation, which answers (and hands back to the new one) until the next turn. Clearing
+    everything instead lost the ids that every resource of a patient or encounter refers to,
+    among the one-off ids of the resources themselves."""
+
+    __slots__ = ("_older",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._older: dict[str, str] = {}
+
+    def older(self, key: str) -> str | None:
+        return self._older.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        if len(self) >= _CACHE_LIMIT:
+            self._older = dict(self)
+            self.clear()
+        self[key] = value
 
 
 _TYPES = "|".join(sorted(RESOURCE_TYPES))
@@ -93,15 +116,14 @@ class CryptoHashMethod(Method):
                 state.ops |= CRYPTOHASH
                 found = references.get(value)
                 if found is None:
-                    if len(references) >= _CACHE_LIMIT:
-                        references.clear()
-                    found = references[value] = transform_reference(value, hex_of)
+                    found = references.older(value) or transform_reference(value, hex_of)
+                    references.put(value, found)
                 return found
 
             return hash_reference
 
         def hash_value(value: object, state: ResourceState) -> str:
             state.ops |= CRYPTOHASH
-            return hex_of(value_text(value))
+            return hex_of(value if type(value) is str else value_text(value))
 
         return hash_value
