@@ -66,24 +66,25 @@ class ResourceState:
     varying: int = 0  # actions run whose result another equal value may not share (reuse.py)
     reuse: bool = False  # repeated subtrees may take a remembered output (reuse.py)
 
-    @property
     def root_id(self) -> str:
         """The root's id as written (normalised as the parser reads it)."""
-        if self.root_id_raw is None:
+        found = self.root_id_raw
+        if found is None:
             raw = self.root.get("id") if self.root is not None else None
-            self.root_id_raw = (self.root_node["id"].normalize(raw) if raw is not None else None) or ""
-        return self.root_id_raw
+            normalized = self.root_node["id"].normalize(raw) if raw is not None else None
+            found = self.root_id_raw = normalized or ""
+        return found
 
-    @property
     def root_id_out(self) -> str:
         """The root's id as the rules leave it (the action the plan applies to it)."""
-        if self._root_id_out is None:
-            value: Any = self.root_id or None
+        found = self._root_id_out
+        if found is None:
+            value: Any = self.root_id() or None
             action = self.root_node["id"].action if self.root_node is not None else None
             if value is not None and action is not None:
                 value = action(value, self)
-            self._root_id_out = "" if value is None else str(value)
-        return self._root_id_out
+            found = self._root_id_out = "" if value is None else str(value)
+        return found
 
 
 # (value, state) -> new value, or None when the value is removed.

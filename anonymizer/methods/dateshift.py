@@ -54,16 +54,15 @@ class DateShiftOffsets:
         key_bytes = key.encode("utf-8")
         self._key_part = _fold(key_bytes)
         self._scale = pow(_BASE, len(key_bytes), _MODULUS)
-        self._cache: dict[str, int] = {}
+        # The last prefix: a file's or folder's prefix repeats for every resource; resource ids
+        # do not (a cache of them would only fill).
+        self._last: tuple[str, int] = ("", self._key_part - 50)
 
     def offset(self, prefix: str) -> int:
-        found = self._cache.get(prefix)
-        if found is None:
-            folded = (_fold(prefix.encode("utf-8")) * self._scale + self._key_part) % _MODULUS
-            found = folded - 50
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[prefix] = found
+        last_prefix, found = self._last
+        if prefix != last_prefix:
+            found = (_fold(prefix.encode("utf-8")) * self._scale + self._key_part) % _MODULUS - 50
+            self._last = (prefix, found)
         return found
 
 
@@ -89,15 +88,17 @@ class DateShiftMethod(Method):
         if params.date_shift_fixed_offset is not None:
             return params.date_shift_fixed_offset
         scope = params.date_shift_scope
-        if scope == "patient" and state.patient_id is not None:
-            return patient_offset(params.date_shift_key, state.patient_id, params.date_shift_range)
         prefix = ""
-        if scope == "file":
+        if scope == "resource":
+            pass
+        elif scope == "patient" and state.patient_id is not None:
+            return patient_offset(params.date_shift_key, state.patient_id, params.date_shift_range)
+        elif scope == "file":
             prefix = state.file_name or ""
         elif scope == "folder":
             prefix = state.folder_name or ""
         if not prefix:
-            prefix = state.root_id_out if id_rewritten or not state.is_root else state.root_id
+            prefix = state.root_id_out() if id_rewritten or not state.is_root else state.root_id()
         return self._offsets.offset(prefix)
 
     def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
