@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anonymizer.errors import ConfigurationError, InvalidInputError
 from anonymizer.fhirpath import compile_nodes
@@ -29,6 +29,9 @@ from anonymizer.r4 import model
 from anonymizer.r4.model import PRIMITIVE, PRIMITIVE_SHADOW, ComplexType, Element
 from anonymizer.r4.primitives import NORMALIZERS
 from anonymizer.reuse import ReusePool
+
+if TYPE_CHECKING:
+    from anonymizer.shapes import UnionShape
 
 State = tuple[int, int, bool]  # (rule index, selector position, searching descendants)
 Winner = tuple[int, int] | None  # (rule index, APPLY | CLAIMED | REMOVED)
@@ -129,6 +132,7 @@ class PlanNode(dict):
         "shapes",
         "sightings",
         "states",
+        "union",
         "winner",
     )
 
@@ -148,6 +152,7 @@ class PlanNode(dict):
         self.is_resource = is_resource
         self.shapes: dict[tuple[str, ...], Callable] = {}  # generated walk code (shapes.py)
         self.sightings: dict[tuple[str, ...], int] = {}  # key sequences not compiled yet
+        self.union: UnionShape | None = None  # the code covering most of them (shapes.py)
         # Remembered outputs of repeated subtrees (reuse.py); nested resources are never reused.
         self.cache = None if is_resource else builder.reuse_pool.new_cache()
         self.hits = self.misses = 0

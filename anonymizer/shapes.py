@@ -7,16 +7,23 @@ checked for the .NET trimming inline. Anything unusual (a `_x` shadow, a list wh
 expected, a method that takes the whole node, a nested resource) calls the walker's general
 handler for that key. The walker falls back to its interpreter when a dynamic rule matched in
 the resource, and past MAX_SHAPES shapes per node.
+
+The shapes of one node mostly differ by optional elements in FHIR's element order (a Claim with
+or without `diagnosis`), so one node's code covers the union of its shapes when their orders
+agree: keys that some shape lacks are looked up with `get`. A shape whose order conflicts gets
+code of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from anonymizer.errors import InvalidInputError
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE
 from anonymizer.r4.primitives import ACCEPTED_AS_IS, NET_WHITESPACE, NORMALIZERS
 
@@ -28,6 +35,9 @@ MAX_SHAPES = 256
 # number of keys; interpreted sightings use the reuse caches too, so rare shapes lose little;
 # 2 to 256 measured alike on Synthea).
 COMPILE_AT = 16
+# Keys a node's union may lack in some shape (each costs a `get` per walk); past this, a shape
+# gets code of its own.
+MAX_OPTIONAL = 16
 _WS = frozenset(NET_WHITESPACE)
 _STRING_NORMALIZER = NORMALIZERS["string"]
 _ACCEPTED_LATELY: dict[str, set[str]] = {name: set() for name in ACCEPTED_AS_IS}
@@ -35,32 +45,113 @@ _ACCEPTED_LATELY: dict[str, set[str]] = {name: set() for name in ACCEPTED_AS_IS}
 ShapeFunction = Callable[[dict, dict, Any, Any], "dict | None"]
 
 
+@dataclass(slots=True)
+class UnionShape:
+    """Code for every key sequence that follows `order` and holds the `required` keys."""
+
+    order: tuple[str, ...]
+    positions: dict[str, int]
+    required: frozenset[str]
+    function: ShapeFunction
+
+
+def covering_code(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction | None:
+    """The node's union code, if it covers this key sequence."""
+    union = node.union
+    if union is None or not union.required.issubset(shape):
+        return None
+    positions, last = union.positions, -1
+    for key in shape:
+        position = positions.get(key, -1)
+        if position <= last:
+            return None
+        last = position
+    return union.function
+
+
 def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
-    """Raises InvalidInputError for a key that is not an element of the node's type."""
+    """Code for `shape`: the node's union grown by it (and by the other shapes met so far, so
+    that their variants need no code of their own), or code for it alone when their orders
+    conflict. Raises InvalidInputError for a key that is not an element of the node's type."""
+    union = node.union
+    if union is None:
+        order, required = shape, frozenset(shape)
+    else:
+        order = _merged(union.order, shape)
+        required = union.required.intersection(shape)
+        if order is None or len(order) - len(required) > MAX_OPTIONAL:
+            return _generate(node, shape, frozenset(shape))
+    for other in node.sightings:
+        grown = _merged(order, other)
+        fewer = required.intersection(other)
+        if grown is not None and len(grown) - len(fewer) <= MAX_OPTIONAL and _are_elements(node, other):
+            order, required = grown, fewer
+    function = _generate(node, order, required)
+    node.union = UnionShape(order, {key: i for i, key in enumerate(order)}, required, function)
+    return function
+
+
+def _are_elements(node: PlanNode, keys: tuple[str, ...]) -> bool:
+    try:
+        for key in keys:
+            node[key]
+    except InvalidInputError:
+        return False
+    return True
+
+
+def _merged(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The shortest key sequence that both follow, or None when they order two keys apart."""
+    merged: list[str] = []
+    i = j = 0
+    while i < len(first) and j < len(second):
+        if first[i] == second[j]:
+            merged.append(first[i])
+            i, j = i + 1, j + 1
+        elif first[i] not in second:
+            merged.append(first[i])
+            i += 1
+        elif second[j] not in first:
+            merged.append(second[j])
+            j += 1
+        else:
+            return None
+    merged += first[i:] + second[j:]
+    return tuple(merged)
+
+
+def _generate(node: PlanNode, order: tuple[str, ...], required: frozenset[str]) -> ShapeFunction:
     constants: dict[str, Any] = {"WS": _WS, "DUMPS": orjson.dumps}
     lines = ["def walk_shape(obj, out, walk, state):"]
-    for number, key in enumerate(shape):
+    for number, key in enumerate(order):
         slot = node[key]
         kind = slot.kind
         constants[f"S{number}"] = slot
         k = repr(key)
-        if kind == PRIMITIVE and (key == slot.shadow_key or slot.shadow_key in shape):
-            lines.append(f"    walk.primitive(obj, {k}, obj[{k}], S{number}, out)")
+        fetch = f"obj[{k}]" if key in required else f"obj.get({k})"
+        if kind == PRIMITIVE and (key == slot.shadow_key or slot.shadow_key in order):
+            # in order: walk.primitive writes a value and its shadow when the first comes
+            call = f"walk.primitive(obj, {k}, obj[{k}], S{number}, out)"
+            lines += [f"    {call}"] if key in required else [f"    if {k} in obj:", f"        {call}"]
         elif kind == PRIMITIVE and slot.is_list:
-            lines += _primitive_list(number, k, slot, constants)
+            lines += _primitive_list(number, k, fetch, slot, constants)
         elif kind == PRIMITIVE:
-            lines += _primitive(number, k, slot, constants)
+            lines += _primitive(number, k, fetch, slot, constants)
         elif kind == COMPLEX and slot.complex_action is None:
-            lines += _complex(number, k, slot, constants)
+            lines += _complex(number, k, fetch, slot, constants)
         elif kind == COMPLEX:
-            lines.append(f"    walk.complex(obj, {k}, obj[{k}], S{number}, out)")
+            lines += _unless_none(fetch, f"walk.complex(obj, {k}, v, S{number}, out)")
         elif kind == RESOURCE:
-            lines.append(f"    walk.nested(obj[{k}], S{number}, out)")
+            lines += _unless_none(fetch, f"walk.nested(v, S{number}, out)")
         # resourceType (written first by the caller) and fhir_comments (dropped): nothing
     lines.append("    return out or None")
     namespace: dict[str, Any] = dict(constants)
     exec(_compiled("\n".join(lines), f"<shape {node.ctype.key}>"), namespace)
     return namespace["walk_shape"]
+
+
+def _unless_none(fetch: str, call: str) -> list[str]:
+    return [f"    v = {fetch}", "    if v is not None:", f"        {call}"]
 
 
 _CODE: dict[tuple[str, str], CodeType] = {}
@@ -77,14 +168,14 @@ def _compiled(source: str, name: str) -> CodeType:
     return code
 
 
-def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
+def _primitive(number: int, k: str, fetch: str, slot: Any, constants: dict[str, Any]) -> list[str]:
     """A single primitive: values the normaliser would return unchanged are kept inline (strings
     without .NET whitespace at their ends, dates the regex or the recent set accepts); anything
     else (whitespace to trim, a list, a wrong type) goes to walk.primitive."""
     general = [f"        walk.primitive(obj, {k}, v, S{number}, out)"]
     if slot.normalize is _STRING_NORMALIZER:
         return [
-            f"    v = obj[{k}]",
+            f"    v = {fetch}",
             "    if type(v) is str and v and v[0] not in WS and v[-1] not in WS:",
             *_keep(number, k, slot, constants, "        "),
             "    elif v is not None:",
@@ -96,7 +187,7 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
         constants[f"F{number}"] = ACCEPTED_AS_IS[slot.element.type_name]
         constants[f"M{number}"] = _ACCEPTED_LATELY[slot.element.type_name]
         return [
-            f"    v = obj[{k}]",
+            f"    v = {fetch}",
             f"    if type(v) is str and v in M{number}:",
             *_keep(number, k, slot, constants, "        "),
             f"    elif type(v) is str and F{number}(v) is not None:",
@@ -109,7 +200,7 @@ def _primitive(number: int, k: str, slot: Any, constants: dict[str, Any]) -> lis
         ]
     constants[f"N{number}"] = slot.normalize
     return [
-        f"    v = obj[{k}]",
+        f"    v = {fetch}",
         "    if v is not None and type(v) is not list:",
         f"        v = N{number}(v)",
         "        if v is not None:",
@@ -131,12 +222,12 @@ def _keep(number: int, k: str, slot: Any, constants: dict[str, Any], indent: str
     return [f"{indent}v = A{number}(v, state)", f"{indent}if v is not None:", f"{indent}    out[{k}] = v"]
 
 
-def _primitive_list(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
+def _primitive_list(number: int, k: str, fetch: str, slot: Any, constants: dict[str, Any]) -> list[str]:
     """A repeating primitive without its `_x` shadow: each value normalised and acted on, the
     ones left kept (walk.primitive_list without the shadow's bookkeeping)."""
     constants[f"N{number}"] = slot.normalize
     lines = [
-        f"    v = obj[{k}]",
+        f"    v = {fetch}",
         "    if type(v) is list:",
         "        results = []",
         "        for item in v:",
@@ -155,7 +246,7 @@ def _primitive_list(number: int, k: str, slot: Any, constants: dict[str, Any]) -
         "                    results.append(item)",
         "        if results:",
         f"            out[{k}] = results",
-        "    else:",
+        "    elif v is not None:",
         f"        walk.primitive(obj, {k}, v, S{number}, out)",
     ]
 
@@ -181,11 +272,11 @@ def _child(number: int, value: str, indent: str) -> list[str]:
     return [indent + line for line in lines]
 
 
-def _complex(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[str]:
+def _complex(number: int, k: str, fetch: str, slot: Any, constants: dict[str, Any]) -> list[str]:
     constants[f"C{number}"] = slot.child
     if slot.is_list:
         return [
-            f"    v = obj[{k}]",
+            f"    v = {fetch}",
             "    if type(v) is list:",
             "        results = []",
             "        for item in v:",
@@ -199,15 +290,15 @@ def _complex(number: int, k: str, slot: Any, constants: dict[str, Any]) -> list[
             "                break",
             "        if results:",
             f"            out[{k}] = results",
-            "    else:",
+            "    elif v is not None:",
             f"        walk.complex(obj, {k}, v, S{number}, out)",
         ]
     return [
-        f"    v = obj[{k}]",
+        f"    v = {fetch}",
         "    if type(v) is dict:",
         *_child(number, "v", " " * 8),
         "        if r is not None:",
         f"            out[{k}] = r",
-        "    else:",
+        "    elif v is not None:",
         f"        walk.complex(obj, {k}, v, S{number}, out)",
     ]

@@ -20,7 +20,7 @@ from anonymizer.methods.base import ResourceState
 from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
 from anonymizer.reuse import remember
-from anonymizer.shapes import COMPILE_AT, MAX_SHAPES, compile_shape
+from anonymizer.shapes import COMPILE_AT, MAX_SHAPES, compile_shape, covering_code
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -99,16 +99,20 @@ class Walk:
             # Generated code for a key sequence seen COMPILE_AT times (rare ones are not worth
             # compiling).
             walk_shape = node.shapes.get(shape := tuple(obj))
+            if walk_shape is None and len(node.shapes) < MAX_SHAPES:
+                walk_shape = covering_code(node, shape)
+                if walk_shape is None:
+                    sightings = node.sightings
+                    seen = sightings.get(shape, 0) + 1
+                    if seen >= COMPILE_AT:
+                        sightings.pop(shape, None)
+                        walk_shape = compile_shape(node, shape)
+                    elif len(sightings) < MAX_SHAPES:
+                        sightings[shape] = seen
+                if walk_shape is not None:
+                    node.shapes[shape] = walk_shape
             if walk_shape is not None:
                 return walk_shape(obj, out, self, self.state)
-            sightings = node.sightings
-            seen = sightings.get(shape, 0) + 1
-            if seen >= COMPILE_AT and len(node.shapes) < MAX_SHAPES:
-                del sightings[shape]
-                walk_shape = node.shapes[shape] = compile_shape(node, shape)
-                return walk_shape(obj, out, self, self.state)
-            if len(sightings) < MAX_SHAPES:
-                sightings[shape] = seen
         state = self.state
         for key, value in obj.items():
             slot = node[key]

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from anonymizer import InvalidInputError, jsonio
@@ -177,6 +179,50 @@ def test_generated_code_agrees_with_the_interpreter_on_odd_values(values, monkey
     monkeypatch.setattr("anonymizer.walker.MAX_SHAPES", 0)
     interpreted, none = outcomes()
     assert compiled == 1 and none == 0
+    assert interpreted == generated
+
+
+# Variants of one node's key sequence, as exports write them: optional elements present or not,
+# explicit nulls, a value with and without its `_x` shadow, lists and single values, a nested
+# resource, a key order that conflicts with the others, and an unknown element.
+PATIENT_VARIANTS = [
+    {"id": "p1", "gender": "male", "birthDate": "2001-02-03", "name": [{"family": "A"}]},
+    {"id": "p2", "gender": "female", "name": [{"family": "B", "given": ["C"]}], "active": True},
+    {"id": "p3", "birthDate": "1990-01-01", "_birthDate": {"extension": [{"url": "u", "valueString": "x"}]}},
+    {"id": "p4", "gender": None, "birthDate": None, "name": None, "active": None},
+    {"id": "p5", "_gender": {"id": "g"}, "gender": "other", "telecom": {"value": "555"}},
+    {"id": "p6", "contained": [{"resourceType": "Organization", "name": "Org"}], "gender": "male"},
+    {"gender": "male", "id": "p7", "birthDate": "2001-02-03"},
+    {"id": "p8", "gender": "unknown", "birthDate": "2001-02-03", "multipleBirthBoolean": False},
+    {"id": "p9", "gender": "male", "colour": "red"},
+    {"id": "p10", "birthDate": None, "_birthDate": {"id": "b"}},
+]
+
+
+def test_union_code_for_variants_agrees_with_the_interpreter(monkeypatch):
+    """Variants met round-robin: the first compiled one takes the others met so far into one
+    union code (keys some variant lacks looked up with `get`); a conflicting order gets code of
+    its own; every result or failure equals the interpreter alone."""
+    rules = [rule("Patient.gender", "redact"), rule("Patient.birthDate", "dateShift")]
+
+    def outcomes() -> tuple[list, Any]:
+        e = engine(rules)
+        results = []
+        for _ in range(COMPILE_AT + 2):
+            for values in PATIENT_VARIANTS:
+                try:
+                    results.append(e.anonymize({"resourceType": "Patient", **values}))
+                except InvalidInputError as exc:
+                    results.append(str(exc))
+        return results, e.plan_for("Patient").root
+
+    generated, root = outcomes()
+    assert root.union is not None
+    assert {"gender", "birthDate", "_birthDate", "active", "contained"} <= set(root.union.order)
+    assert root.union.required == {"resourceType", "id"}  # everything else is optional
+    assert len(set(root.shapes.values())) == 2  # the union's code, and the conflicting order's
+    monkeypatch.setattr("anonymizer.walker.MAX_SHAPES", 0)
+    interpreted, _ = outcomes()
     assert interpreted == generated
 
 
