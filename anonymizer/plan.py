@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from anonymizer.errors import ConfigurationError, InvalidInputError
 from anonymizer.fhirpath import compile_nodes
-from anonymizer.methods.base import APPLY, CLAIMED, REMOVED, Method
+from anonymizer.methods.base import APPLY, CLAIMED, REMOVED, Method, recording_root_id
 from anonymizer.methods.dates import DATE_TYPES
 from anonymizer.methods.dateshift import DateShiftMethod
 from anonymizer.paths import BY_TYPE, CHILD, IS_TYPE, RulePath, parse_rule_path
@@ -341,6 +341,8 @@ class ResourcePlanBuilder:
         pruned = self._prune(out, winner)
         if element.kind == PRIMITIVE:
             slot.action = self._primitive_action(element, node.ctype.type_name, winner)
+            if node.is_resource and element.name == "id" and slot.action is not None:
+                slot.action = recording_root_id(slot.action)
             slot.shadow = self.node(PRIMITIVE_SHADOW, pruned, self._below(winner, element))
         else:
             slot.child = self.node(model.complex_type(element.complex_key), pruned, winner)

@@ -91,6 +91,22 @@ class ResourceState:
 PrimitiveAction = Callable[[Any, ResourceState], Any]
 
 
+def recording_root_id(action: PrimitiveAction) -> PrimitiveAction:
+    """The action on a resource's id, recording the root's id before and after it: date shifts
+    read them (root_id, root_id_out), and most roots write their id before their dates."""
+    if getattr(action, "removes", None) is not None:
+        return action  # generated code removes the value without calling the action
+
+    def act_on_root_id(value: Any, state: ResourceState) -> Any:
+        result = action(value, state)
+        if state.is_root:
+            state.root_id_raw = value
+            state._root_id_out = "" if result is None else str(result)
+        return result
+
+    return act_on_root_id
+
+
 class Method:
     """Base class: one subclass per method, registered by its configuration name."""
 
