@@ -34,37 +34,34 @@ class Hmac256:
         cache = self._cache
         found = cache.get(text)
         if found is None:
-            found = cache.older(text)
+            found = cache.older.get(text)
             if found is None:
                 inner = self._inner.copy()
                 inner.update(text.encode("utf-8"))
                 outer = self._outer.copy()
                 outer.update(inner.digest())
                 found = outer.hexdigest()
-            cache.put(text, found)
+            if len(cache) >= _CACHE_LIMIT:
+                cache.turn()
+            cache[text] = found
         return found
 
 
 class RecentCache(dict):
     """A bounded cache that keeps what is used: when full, its entries become the older
-    generation, which answers (and hands back to the new one) until the next turn. Clearing
-    everything instead lost the ids that every resource of a patient or encounter refers to,
-    among the one-off ids of the resources themselves."""
+    generation (`older`), which answers, and is handed back to the new one, until the next turn.
+    Clearing everything instead lost the ids that every resource of a patient or encounter refers
+    to, among the one-off ids of the resources themselves."""
 
-    __slots__ = ("_older",)
+    __slots__ = ("older",)
 
     def __init__(self) -> None:
         super().__init__()
-        self._older: dict[str, str] = {}
+        self.older: dict[str, str] = {}
 
-    def older(self, key: str) -> str | None:
-        return self._older.get(key)
-
-    def put(self, key: str, value: str) -> None:
-        if len(self) >= _CACHE_LIMIT:
-            self._older = dict(self)
-            self.clear()
-        self[key] = value
+    def turn(self) -> None:
+        self.older = dict(self)
+        self.clear()
 
 
 _TYPES = "|".join(sorted(RESOURCE_TYPES))
@@ -116,8 +113,10 @@ class CryptoHashMethod(Method):
                 state.ops |= CRYPTOHASH
                 found = references.get(value)
                 if found is None:
-                    found = references.older(value) or transform_reference(value, hex_of)
-                    references.put(value, found)
+                    found = references.older.get(value) or transform_reference(value, hex_of)
+                    if len(references) >= _CACHE_LIMIT:
+                        references.turn()
+                    references[value] = found
                 return found
 
             return hash_reference

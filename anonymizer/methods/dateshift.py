@@ -188,6 +188,8 @@ def _read_shiftable(
 
 _ORDINALS: dict[str, int] = {}  # `YYYY-MM-DD` heads -> day numbers (0: not a whole day)
 _DAY_TEXTS: dict[int, str] = {}
+# Shifted days span the input's dates and 50 days more: over a century of days fits (about 8 MB).
+_DAY_TEXT_LIMIT = 1 << 16
 
 
 def _ordinal_of(head: str) -> int:
@@ -205,7 +207,7 @@ def _ordinal_of(head: str) -> int:
 def _day_text(ordinal: int) -> str:
     found = _DAY_TEXTS.get(ordinal)
     if found is None:
-        if len(_DAY_TEXTS) >= _CACHE_LIMIT:
+        if len(_DAY_TEXTS) >= _DAY_TEXT_LIMIT:
             _DAY_TEXTS.clear()
         found = _DAY_TEXTS[ordinal] = date.fromordinal(ordinal).isoformat()
     return found
