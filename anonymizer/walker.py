@@ -20,7 +20,7 @@ from anonymizer.methods.base import ResourceState
 from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
 from anonymizer.reuse import remember
-from anonymizer.shapes import COMPILE_AT, MAX_SHAPES, compile_shape, covering_code
+from anonymizer.shapes import COMPILE_AT, MAX_SHAPES, ShapeFunction, compile_shape, covering_code
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,21 +96,9 @@ class Walk:
             out = {}
         plain = not self.claims  # no dynamic rule matched in this resource
         if plain:
-            # Generated code for a key sequence seen COMPILE_AT times (rare ones are not worth
-            # compiling).
             walk_shape = node.shapes.get(shape := tuple(obj))
             if walk_shape is None and len(node.shapes) < MAX_SHAPES:
-                walk_shape = covering_code(node, shape)
-                if walk_shape is None:
-                    sightings = node.sightings
-                    seen = sightings.get(shape, 0) + 1
-                    if seen >= COMPILE_AT:
-                        sightings.pop(shape, None)
-                        walk_shape = compile_shape(node, shape)
-                    elif len(sightings) < MAX_SHAPES:
-                        sightings[shape] = seen
-                if walk_shape is not None:
-                    node.shapes[shape] = walk_shape
+                walk_shape = _new_shape_code(node, shape)
             if walk_shape is not None:
                 return walk_shape(obj, out, self, self.state)
         state = self.state
@@ -266,6 +254,24 @@ class Walk:
             out[slot.json_key] = kept_values
         if any(s is not None for s in kept_shadows):
             out[slot.shadow_key] = kept_shadows
+
+
+def _new_shape_code(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction | None:
+    """Code for a key sequence the node has none for yet: the node's union code if it covers the
+    sequence, else code generated once the sequence was seen COMPILE_AT times (rare ones are not
+    worth compiling); None until then."""
+    walk_shape = covering_code(node, shape)
+    if walk_shape is None:
+        sightings = node.sightings
+        seen = sightings.get(shape, 0) + 1
+        if seen < COMPILE_AT:
+            if len(sightings) < MAX_SHAPES:
+                sightings[shape] = seen
+            return None
+        sightings.pop(shape, None)
+        walk_shape = compile_shape(node, shape)
+    node.shapes[shape] = walk_shape
+    return walk_shape
 
 
 def _comes_before(obj: dict, first: str, second: str) -> bool:
