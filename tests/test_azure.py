@@ -378,3 +378,22 @@ def test_source_changing_during_the_read_is_superseded_then_resumed(env):
     message = Handler().handle(_source(env).get_blob_client(blob_name))
     assert message["status"] == "succeeded" and message["source"]["range"][0] == end
     assert _destination_bytes(env, blob_name) == whole
+
+
+def test_window_keeps_the_tail_before_every_offset_the_output_may_lag_to(monkeypatch):
+    """The read window keeps its chunks (no copies per chunk): the 64 KiB before an offset come
+    from it across chunk borders while the output may still lag to that offset (a block and a
+    chunk behind the reading), and are read again from the blob (None) before that."""
+    monkeypatch.setattr(growing, "TAIL_BYTES", 5)
+    monkeypatch.setattr(growing, "BLOCK_BYTES", 7)
+    data = bytes(range(97, 123)) * 4  # absolute position p holds data[p - 3]: the run starts at 3
+    window = growing._Window(start=3)
+    position = 3
+    for size in (1, 4, 9, 2, 30, 3, 11, 6):
+        window.feed(data[position - 3 : position - 3 + size])
+        position += size
+        assert window.start <= max(3, position - 5 - 7 - size)  # enough kept
+        for offset in range(3, position + 1):
+            begin = max(0, offset - 5)
+            expected = data[begin - 3 : offset - 3] if begin >= window.start else None
+            assert window.tail(offset) == expected

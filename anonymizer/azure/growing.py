@@ -15,6 +15,7 @@ import base64
 import hashlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -113,24 +114,34 @@ class BlobSink:
 
 
 class _Window:
-    """The last input bytes read, to hash the 64 KiB before an offset without reading them again."""
+    """The last input bytes read, to hash the 64 KiB before an offset without reading them again.
+    Kept as the chunks read (joining them on every read copied megabytes per chunk)."""
 
     def __init__(self, start: int) -> None:
-        self.start = start  # absolute position of data[0]
-        self.data = b""
+        self.start = start  # absolute position of the first chunk kept
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
 
     def feed(self, chunk: bytes) -> None:
-        self.data += chunk
-        excess = len(self.data) - (TAIL_BYTES + BLOCK_BYTES + len(chunk))
-        if excess > 0:
-            self.data = self.data[excess:]
-            self.start += excess
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        # Keep what the output may still lag behind by: a block, the tail before it, this chunk.
+        while self.size - len(self.chunks[0]) >= TAIL_BYTES + BLOCK_BYTES + len(chunk):
+            dropped = self.chunks.popleft()
+            self.size -= len(dropped)
+            self.start += len(dropped)
 
     def tail(self, offset: int) -> bytes | None:
         begin = max(0, offset - TAIL_BYTES)
         if begin < self.start:
             return None
-        return self.data[begin - self.start : offset - self.start]
+        pieces, position = [], self.start
+        for chunk in self.chunks:
+            end = position + len(chunk)
+            if end > begin and position < offset:
+                pieces.append(chunk[max(begin - position, 0) : offset - position])
+            position = end
+        return b"".join(pieces)
 
 
 def _tail_hash(data: bytes) -> str:
