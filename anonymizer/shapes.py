@@ -25,7 +25,7 @@ import orjson
 
 from anonymizer.errors import InvalidInputError
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE
-from anonymizer.r4.primitives import ACCEPTED_AS_IS, NET_WHITESPACE, NORMALIZERS
+from anonymizer.r4.primitives import ACCEPTED_AS_IS, NORMALIZERS
 
 if TYPE_CHECKING:
     from anonymizer.plan import PlanNode
@@ -38,7 +38,6 @@ COMPILE_AT = 16
 # Keys a node's union may lack in some shape (each costs a `get` per walk); past this, a shape
 # gets code of its own.
 MAX_OPTIONAL = 16
-_WS = frozenset(NET_WHITESPACE)
 _STRING_NORMALIZER = NORMALIZERS["string"]
 _ACCEPTED_LATELY: dict[str, set[str]] = {name: set() for name in ACCEPTED_AS_IS}
 
@@ -121,7 +120,7 @@ def _merged(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...] 
 
 
 def _generate(node: PlanNode, order: tuple[str, ...], required: frozenset[str]) -> ShapeFunction:
-    constants: dict[str, Any] = {"WS": _WS, "DUMPS": orjson.dumps}
+    constants: dict[str, Any] = {"DUMPS": orjson.dumps}
     lines = ["def walk_shape(obj, out, walk, state):"]
     for number, key in enumerate(order):
         slot = node[key]
@@ -174,9 +173,12 @@ def _primitive(number: int, k: str, fetch: str, slot: Any, constants: dict[str, 
     else (whitespace to trim, a list, a wrong type) goes to walk.primitive."""
     general = [f"        walk.primitive(obj, {k}, v, S{number}, out)"]
     if slot.normalize is _STRING_NORMALIZER:
+        # str.strip() gives the string itself when it strips nothing, and strips a superset of
+        # .NET's whitespace: a string it would change takes the general path, which trims as
+        # .NET does.
         return [
             f"    v = {fetch}",
-            "    if type(v) is str and v and v[0] not in WS and v[-1] not in WS:",
+            "    if type(v) is str and v and v.strip() is v:",
             *_keep(number, k, slot, constants, "        "),
             "    elif v is not None:",
             *general,

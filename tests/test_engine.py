@@ -155,6 +155,8 @@ ODD_VALUES = [
     {"active": "yes"},
     {"multipleBirthInteger": 2.5},
     {"name": [{"family": " \u2003 ", "given": [" A ", ""], "text": "T"}], "birthDate": "1990"},
+    # Python's strip() takes U+001C..U+001F too, .NET's Trim() keeps them
+    {"name": [{"family": "\x1cDoe\x1f", "text": "\x1e"}], "gender": "\x1dmale"},
 ]
 
 
