@@ -88,12 +88,10 @@ class DateShiftMethod(Method):
         if params.date_shift_fixed_offset is not None:
             return params.date_shift_fixed_offset
         scope = params.date_shift_scope
-        prefix = ""
-        if scope == "resource":
-            pass
-        elif scope == "patient" and state.patient_id is not None:
+        if scope == "patient" and state.patient_id is not None:
             return patient_offset(params.date_shift_key, state.patient_id, params.date_shift_range)
-        elif scope == "file":
+        prefix = ""
+        if scope == "file":
             prefix = state.file_name or ""
         elif scope == "folder":
             prefix = state.folder_name or ""
