@@ -34,17 +34,16 @@ class Hmac256:
         cache = self._cache
         found = cache.get(text)
         if found is None:
-            found = cache.older.get(text)
-            if found is None:
-                inner = self._inner.copy()
-                inner.update(text.encode("utf-8"))
-                outer = self._outer.copy()
-                outer.update(inner.digest())
-                found = outer.hexdigest()
-            if len(cache) >= _CACHE_LIMIT:
-                cache.turn()
-            cache[text] = found
+            found = cache.older.get(text) or self._digest(text)
+            cache.keep(text, found)
         return found
+
+    def _digest(self, text: str) -> str:
+        inner = self._inner.copy()
+        inner.update(text.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 class RecentCache(dict):
@@ -59,9 +58,12 @@ class RecentCache(dict):
         super().__init__()
         self.older: dict[str, str] = {}
 
-    def turn(self) -> None:
-        self.older = dict(self)
-        self.clear()
+    def keep(self, key: str, value: str) -> None:
+        """Store a value found missing (or only in the older generation)."""
+        if len(self) >= _CACHE_LIMIT:
+            self.older = dict(self)
+            self.clear()
+        self[key] = value
 
 
 _TYPES = "|".join(sorted(RESOURCE_TYPES))
@@ -114,9 +116,7 @@ class CryptoHashMethod(Method):
                 found = references.get(value)
                 if found is None:
                     found = references.older.get(value) or transform_reference(value, hex_of)
-                    if len(references) >= _CACHE_LIMIT:
-                        references.turn()
-                    references[value] = found
+                    references.keep(value, found)
                 return found
 
             return hash_reference

@@ -119,7 +119,7 @@ class DateShiftMethod(Method):
         cutoff = f"{reference_date.year - AGE_LIMIT - 1:04d}-{reference_date:%m-%d}"
         # Values that shift as whole days, read once: dates repeat (an encounter's resources
         # share its times), their offsets differ.
-        shiftable = _shiftable_cache(is_date, cutoff)
+        shiftable = _SHIFTABLE.setdefault((is_date, cutoff), {})
 
         def compute(value: str, days: int) -> tuple[str | None, int]:
             match = pattern.search(value)
@@ -154,11 +154,8 @@ class DateShiftMethod(Method):
         return shift
 
 
+# Per (date type or not, age cutoff): value -> what it shifts to as whole days (_read_shiftable).
 _SHIFTABLE: dict[tuple[bool, str], dict[str, tuple[int, str] | tuple[()]]] = {}
-
-
-def _shiftable_cache(is_date: bool, cutoff: str) -> dict[str, tuple[int, str] | tuple[()]]:
-    return _SHIFTABLE.setdefault((is_date, cutoff), {})
 
 
 def _read_shiftable(
