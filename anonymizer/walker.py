@@ -12,15 +12,20 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from anonymizer.errors import InvalidInputError
 from anonymizer.labels import add_security_labels, add_shared_security_labels
 from anonymizer.methods.base import ResourceState
 from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE, is_resource_type
 from anonymizer.reuse import remember
-from anonymizer.shapes import COMPILE_AT, MAX_SHAPES, ShapeFunction, compile_shape, covering_code
+from anonymizer.shapes import (
+    COMPILE_AT,
+    MAX_SHAPES,
+    ShapeFunction,
+    compile_shape,
+    covering_code,
+    walk_child,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -132,17 +137,10 @@ class Walk:
 
     def child(self, value: dict, node: PlanNode) -> dict | None:
         """A complex child: its remembered output when the same text came before (reuse.py),
-        else its walk (what generated code does inline, shapes.py)."""
-        cache = node.cache
-        if cache is None or not self.state.reuse or self.claims:
+        else its walk (shapes.walk_child, which generated code calls)."""
+        if self.claims:
             return self.object(value, node)
-        key = orjson.dumps(value)
-        entry = cache.get(key)
-        if entry is None:
-            return self.reuse_miss(value, node, key)
-        node.hits += 1
-        self.state.ops |= entry[1]
-        return entry[0]
+        return walk_child(value, node, self, self.state)
 
     def reuse_miss(self, value: dict, node: PlanNode, key: bytes) -> dict | None:
         """Walk a subtree whose text the node's cache does not hold, and offer it the result."""

@@ -217,26 +217,47 @@ def reachable(ctype: ComplexType, blocked: frozenset[str]) -> tuple[frozenset[st
     types: set[str] = set()
     names: set[str] = set()
     seen: set[str] = set()
-    todo = [ctype]
+    todo = [ctype.key]
     while todo:
-        current = todo.pop()
-        for element in current.elements.values():
-            if element.type_name in blocked:
+        for type_name, (element_names, more_types, below) in _children_by_type(todo.pop()).items():
+            if type_name in blocked:
                 continue
-            types.add(element.type_name)
-            names.add(element.name)
-            if element.kind == RESOURCE:  # the nested resource node itself, not its content
-                types.update(RESOURCE_TYPES)
-            elif element.kind == PRIMITIVE:
-                names.update(PRIMITIVE_SHADOW.names)
-                types.add(_ELEMENT_ID)
-                if "Extension" not in blocked and "Extension" not in seen:
-                    seen.add("Extension")
-                    types.add("Extension")
-                    todo.append(complex_type("Extension"))
-            elif element.kind == COMPLEX and element.complex_key not in seen:
-                seen.add(element.complex_key)
-                todo.append(complex_type(element.complex_key))
+            types.add(type_name)
+            types |= more_types
+            names |= element_names
+            for complex_key in below:
+                # (a primitive's shadow reaches Extension, unless Extension is blocked; below
+                # Extension, its own `extension` adds the type)
+                if complex_key not in seen and complex_key not in blocked:
+                    seen.add(complex_key)
+                    todo.append(complex_key)
     found = (frozenset(types), frozenset(names))
     _REACH[key] = found
+    return found
+
+
+_Group = tuple[frozenset[str], frozenset[str], tuple[str, ...]]
+_BY_TYPE: dict[str, dict[str, _Group]] = {}
+
+
+def _children_by_type(key: str) -> dict[str, _Group]:
+    """A complex type's elements grouped by element type (`reachable` skips a blocked type's
+    group): the names met directly below a node of the type, the other types met with them,
+    and the complex types to look into."""
+    found = _BY_TYPE.get(key)
+    if found is None:
+        grouped: dict[str, tuple[set[str], set[str], set[str]]] = {}
+        for element in complex_type(key).elements.values():
+            names, more_types, below = grouped.setdefault(element.type_name, (set(), set(), set()))
+            names.add(element.name)
+            if element.kind == RESOURCE:  # the nested resource node itself, not its content
+                more_types |= RESOURCE_TYPES
+            elif element.kind == PRIMITIVE:  # its `_x` shadow: an id and extensions
+                names |= PRIMITIVE_SHADOW.names
+                more_types.add(_ELEMENT_ID)
+                below.add("Extension")
+            elif element.kind == COMPLEX:
+                below.add(element.complex_key)
+        found = {t: (frozenset(n), frozenset(m), tuple(b)) for t, (n, m, b) in grouped.items()}
+        _BY_TYPE[key] = found
     return found
