@@ -50,6 +50,7 @@ class Summary:
     elapsed: float | None = None
     _last_meta: Any = field(default=None, repr=False, compare=False)
     _last_codes: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    _last_uses: int = field(default=0, repr=False, compare=False)  # outputs since, not in labels
 
     def fault(self, kind: str, line: int) -> None:
         entry = self.faults.setdefault(kind, Fault())
@@ -77,14 +78,22 @@ class Summary:
         meta = resource.get("meta")
         if meta is not self._last_meta:
             # Outputs of one stream share their labelled metas (labels.py): the codes of the
-            # last meta seen are kept with it (held, so `is` cannot meet a recycled object).
+            # last meta seen are kept with it (held, so `is` cannot meet a recycled object), and
+            # counted once per run of outputs sharing it.
+            self._count_labels()
             self._last_meta, self._last_codes = meta, _label_codes(meta)
-        if self._last_codes:
+        self._last_uses += 1
+
+    def _count_labels(self) -> None:
+        if self._last_uses:
             labels = self.labels
             for code in self._last_codes:
-                labels[code] = labels.get(code, 0) + 1
+                labels[code] = labels.get(code, 0) + self._last_uses
+            self._last_uses = 0
 
     def merge(self, other: Summary) -> None:
+        self._count_labels()
+        other._count_labels()
         self.lines += other.lines
         self.blank_lines += other.blank_lines
         self.input_bytes += other.input_bytes
@@ -101,6 +110,7 @@ class Summary:
             mine.first_lines.extend(fault.first_lines[:room])
 
     def finish(self) -> None:
+        self._count_labels()
         if self.elapsed is None:
             self.elapsed = time.perf_counter() - self.started
 

@@ -73,7 +73,12 @@ class Walk:
                 node = node.with_winner(self.claims[id(obj)])
         if container_name is None:  # date shifting may need the root's id (ResourceState.root_id)
             state.root, state.root_node = obj, node
-        out = self.object(obj, node, {"resourceType": resource_type})
+        # A root's generated code, when it has some, without going through `object`.
+        walk_shape = None if self.claims else node.shapes.get(tuple(obj))
+        if walk_shape is not None:
+            out = walk_shape(obj, {"resourceType": resource_type}, self, state)
+        else:
+            out = self.object(obj, node, {"resourceType": resource_type})
         ops = state.ops
         if ops and container_name != "contained" and claimed_by is None:
             (add_shared_security_labels if state.reuse else add_security_labels)(out, ops)
