@@ -24,7 +24,6 @@ from typing import Any
 
 from anonymizer import jsonc
 from anonymizer.errors import ConfigurationError
-from anonymizer.fhirpath import FhirPathSyntaxError, strict_parse
 
 log = logging.getLogger("anonymizer.config")
 
@@ -199,6 +198,7 @@ def _net_to_string(value: Any) -> str:
 
 _PLAIN_PATH = re.compile(
     r"(?:[A-Z][A-Za-z]*|[a-z][A-Za-z0-9]*)(?:\.[a-z][A-Za-z0-9]*)*"  # Patient.name.given, Resource.id
+    r"(?: as (?!(?:and|or|xor|implies|div|mod|true|false)$)[A-Za-z][A-Za-z0-9]*)?"  # onset as Age
     r"|(nodesBy(Type|Name)\('[A-Za-z0-9]+'\)|nodesBy(Type|Name)\(\"[A-Za-z0-9]+\"\))(\.[a-z][A-Za-z0-9]*)?"
 )
 
@@ -216,6 +216,9 @@ def _validate_rule(rule: Any) -> list[str]:
     path = _net_to_string(rule["path"])
     method = _net_to_string(rule["method"]).lower()
     if not _plainly_valid(path):
+        # fhirpathpy (about 25 ms to import) only when a path needs the full parse
+        from anonymizer.fhirpath import FhirPathSyntaxError, strict_parse
+
         try:
             strict_parse(path)
         except FhirPathSyntaxError:
@@ -264,6 +267,8 @@ def _validate_generalize(rule: dict, path: str) -> None:
             cases = None
     if not isinstance(cases, dict):
         raise ConfigurationError(f"Invalid Json format {_net_to_string(rule['cases'])}")
+    from anonymizer.fhirpath import FhirPathSyntaxError, strict_parse  # (imported when needed)
+
     for key, value in cases.items():
         try:
             strict_parse(key)

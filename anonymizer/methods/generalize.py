@@ -11,7 +11,6 @@ from typing import Any
 
 from anonymizer import jsonc
 from anonymizer.errors import ConfigurationError, ProcessingError
-from anonymizer.fhirpath import compile_on_value, fhirpath_value
 from anonymizer.methods.base import GENERALIZE, Method, PrimitiveAction, ResourceState
 from anonymizer.r4.model import Element
 
@@ -42,6 +41,10 @@ class GeneralizeMethod(Method):
 
     def __init__(self, rule: dict, parameters, rule_index: int) -> None:
         super().__init__(rule, parameters, rule_index)
+        # fhirpathpy (about 25 ms to import) only for configurations that generalize
+        from anonymizer.fhirpath import compile_on_value, fhirpath_value
+
+        self._fhirpath_value = fhirpath_value
         cases = rule["cases"]
         if isinstance(cases, str):
             cases = jsonc.loads(cases)
@@ -52,7 +55,7 @@ class GeneralizeMethod(Method):
         self.keep_others = str(rule.get("otherValues", "redact")).lower() == "keep"
 
     def generalize(self, value: Any, type_name: str) -> Any:
-        subject = fhirpath_value(value, type_name)
+        subject = self._fhirpath_value(value, type_name)
         try:
             for predicate, expression in self.cases:
                 if _predicate(predicate(subject)):

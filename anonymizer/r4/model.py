@@ -16,8 +16,6 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import fhirpathpy
-
 from anonymizer.r4._generated import SYSTEM_STRING_TYPES
 
 PRIMITIVE = 0
@@ -71,7 +69,12 @@ class ComplexType:
 
 
 def _model_file(name: str) -> dict:
-    path = Path(fhirpathpy.__file__).parent / "models" / "r4" / f"{name}.json"
+    # Found, not imported: importing fhirpathpy (its FHIRPath engine) costs about 25 ms, and only
+    # configurations with FHIRPath the plan cannot decide need it.
+    spec = importlib.util.find_spec("fhirpathpy")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the fhirpathpy package is required: pip install fhirpathpy")
+    path = Path(spec.submodule_search_locations[0]) / "models" / "r4" / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8"))
 
 
