@@ -9,6 +9,7 @@ import pytest
 
 from anonymizer import Engine
 from anonymizer.stream import anonymize_stream
+from anonymizer.summary import Summary
 
 LIMIT = 200
 
@@ -81,3 +82,53 @@ def test_numbers_keep_their_text_whatever_the_line_ending(engine, ending):
     plain, fraction = observation + b'"valueInteger":7}', observation + b'"valueQuantity":{"value":1.50}}'
     output, _ = _run(plain + ending + b"\n" + fraction + ending, 7, engine, input_complete=True)
     assert output.count(b'"valueInteger":7') == 1 and output.count(b'"valueQuantity":{"value":1.50}') == 1
+
+
+def test_summary_counts_the_labels_written_also_when_merged():
+    """Outputs share labelled metas, and the summary counts a meta's labels once per run of
+    outputs sharing it: the counts must still equal the labels in the written lines, whatever
+    the order of metas, and after partial summaries are merged (workers)."""
+    engine = Engine.from_dict(
+        {
+            "fhirPathRules": [
+                {"path": "Patient.name", "method": "redact"},
+                {"path": "Resource.id", "method": "cryptoHash"},
+            ]
+        },
+        keys={"cryptoHashKey": "summary-label-test-key-0123456789"},
+    )
+    metas = [None, {"tag": [{"code": "a"}]}, {"tag": [{"code": "b"}]}]
+    lines = []
+    for n, (meta, named, with_id) in enumerate(
+        [(0, 1, 1), (0, 1, 1), (1, 1, 0), (1, 0, 1), (0, 0, 0), (2, 0, 0), (1, 0, 1), (0, 1, 1), (0, 1, 1)]
+    ):
+        resource: dict = {"resourceType": "Patient"}
+        if with_id:
+            resource["id"] = f"p{n}"
+        if metas[meta] is not None:
+            resource["meta"] = metas[meta]
+        if named:
+            resource["name"] = [{"family": "F"}]
+        lines.append(orjson.dumps(resource) + b"\n")
+
+    def written_labels(output: bytes) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for line in output.splitlines():
+            for coding in orjson.loads(line).get("meta", {}).get("security", []):
+                counts[coding["code"]] = counts.get(coding["code"], 0) + 1
+        return counts
+
+    run = anonymize_stream([b"".join(lines)], engine)
+    output = b"".join(run)
+    assert run.summary.labels == written_labels(output) == {"REDACTED": 5, "CRYTOHASH": 6}
+    first = anonymize_stream([b"".join(lines[:4])], engine)
+    second = anonymize_stream([b"".join(lines[4:])], engine)
+    assert b"".join(first) + b"".join(second) == output
+    first.summary.merge(second.summary)
+    assert first.summary.labels == run.summary.labels
+    # Partial summaries merged before they finish (a worker's range that stopped at a fault).
+    parts = [Summary(), Summary()]
+    for n, line in enumerate(output.splitlines()):
+        parts[n >= 4].count_output(orjson.loads(line), len(line))
+    parts[0].merge(parts[1])
+    assert parts[0].labels == run.summary.labels
