@@ -1,67 +1,88 @@
-"""`fhir-anonymize` (also `python -m anonymizer`): CONTRACT section 4."""
+"""`fhir-anonymize` (also `python -m anonymizer`): CONTRACT section 4.
+
+A user's mistake (a missing folder, a typo in a command, a bad setting) is one line on stderr and
+exit status 2, never a traceback; `--quiet` leaves only errors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from datetime import date
 from importlib import resources
 from pathlib import Path
+from typing import Any, NoReturn
 
-from anonymizer.bulk import BulkOptions, run_folder
+from anonymizer.bulk import BulkOptions, BulkResult, run_folder
 from anonymizer.config import read_configuration_text
-from anonymizer.engine import Engine
+from anonymizer.engine import ENGINE_VERSION, Engine
 from anonymizer.errors import ConfigurationError
+from anonymizer.settings import (
+    ON_INVALID_LINE,
+    RunSettings,
+    parse_positive,
+    parse_reference_date,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DROPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SUBCOMMANDS = ("demo", "validate", "watch", "verify", "share")
+PROG = "fhir-anonymize"
 log = logging.getLogger("anonymizer")
+
+
+class UsageError(Exception):
+    """A mistake in the command line: one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def version_text() -> str:
+    return f"{PROG} {ENGINE_VERSION} (engine: python)"
 
 
 def shipped_config(name: str = "safe-harbor.json") -> Path:
     return Path(str(resources.files("anonymizer") / "configs" / name))
 
 
-def resolve_config(option: str | None) -> Path:
+def resolve_config(option: str | None, settings: RunSettings | None = None) -> Path:
     if option:
         return Path(option)
-    if os.environ.get("ANONYMIZER_CONFIG"):
-        return Path(os.environ["ANONYMIZER_CONFIG"])
-    return shipped_config()
-
-
-def _reference_date(text: str | None) -> date | None:
-    text = text or os.environ.get("ANONYMIZER_REFERENCE_DATE")
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigurationError(f"--reference-date must be YYYY-MM-DD, not {text!r}") from None
+    configured = (settings or RunSettings.from_env()).config
+    return Path(configured) if configured else shipped_config()
 
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    try:
+        return parse_positive(text, "the value")
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("the value ", "")) from None
 
 
 def _anonymize_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fhir-anonymize",
+    p = _Parser(
+        prog=PROG,
         description="De-identify FHIR R4 resources with a Microsoft anonymizer configuration. "
-        f"Subcommands: {', '.join(SUBCOMMANDS)} (fhir-anonymize SUBCOMMAND --help).",
+        f"Subcommands: {', '.join(SUBCOMMANDS)} ({PROG} SUBCOMMAND --help).",
     )
-    p.add_argument("-i", "--inputFolder", required=True, help="folder of input files")
+    p.add_argument("--version", action="version", version=version_text())
+    p.add_argument("-i", "--inputFolder", required=True, help="folder of input files (or one file)")
     p.add_argument("-o", "--outputFolder", required=True, help="folder for the output (created)")
     p.add_argument(
         "-c",
         "--configFile",
-        help="configuration (default: $ANONYMIZER_CONFIG, else the shipped Safe Harbor configuration)",
+        help="configuration (default: $ANONYMIZER_CONFIG, else the shipped Safe Harbor profile)",
     )
     p.add_argument("-b", "--bulkData", action="store_true", help="NDJSON mode: every *.ndjson file")
     p.add_argument("-s", "--skip", action="store_true", help="skip files whose output exists")
@@ -92,19 +113,22 @@ def _common_options(p: argparse.ArgumentParser) -> None:
         help="generate missing keys for this run only (outputs cannot be linked later)",
     )
     p.add_argument(
-        "--reference-date", metavar="YYYY-MM-DD", help="the 'today' of the 89-year rule (default: today, UTC)"
+        "--reference-date",
+        metavar="YYYY-MM-DD",
+        help="the 'today' of the 89-year rule (default: $ANONYMIZER_REFERENCE_DATE, else today, UTC)",
     )
     p.add_argument(
         "--on-invalid-line",
-        choices=("drop", "fail"),
-        default=os.environ.get("ANONYMIZER_ON_INVALID_LINE", "drop"),
+        choices=ON_INVALID_LINE,
+        help="leave bad lines out and count them (drop, the default; $ANONYMIZER_ON_INVALID_LINE), "
+        "or fail their file",
     )
     p.add_argument(
         "--max-line-bytes",
         type=_positive,
-        default=int(os.environ.get("ANONYMIZER_MAX_LINE_BYTES", 268_435_456)),
+        help="longer lines are a fault (default: $ANONYMIZER_MAX_LINE_BYTES, else 256 MiB)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress and no summary on stderr")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -112,34 +136,91 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _load_engine(config_path: Path, args: argparse.Namespace) -> Engine:
+def _say(args: argparse.Namespace, text: str, *, err: bool = True) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr if err else sys.stdout)
+
+
+def _reference_date(args: argparse.Namespace, settings: RunSettings) -> date | None:
+    if args.reference_date:
+        return parse_reference_date(args.reference_date, "--reference-date")
+    return settings.reference_date
+
+
+def _load_engine(config_path: Path, args: argparse.Namespace, settings: RunSettings) -> Engine:
+    if config_path.is_dir():
+        raise ConfigurationError(f"The configuration {config_path} is a folder, not a file")
     if not config_path.is_file():
         raise ConfigurationError(f"Configuration file not found: {config_path}")
     return Engine.from_file(
         config_path,
         allow_random_keys=args.allow_random_keys,
-        reference_date=_reference_date(args.reference_date),
+        reference_date=_reference_date(args, settings),
     )
 
 
-def _bulk_options(args: argparse.Namespace, *, bulk: bool) -> BulkOptions:
+def _bulk_options(args: argparse.Namespace, settings: RunSettings, *, bulk: bool) -> BulkOptions:
     return BulkOptions(
         bulk=bulk,
         recursive=getattr(args, "recursive", False),
         skip_existing=getattr(args, "skip", False),
         workers=args.workers or len(os.sched_getaffinity(0)),
-        on_invalid_line=args.on_invalid_line,
-        max_line_bytes=args.max_line_bytes,
+        on_invalid_line=args.on_invalid_line or settings.on_invalid_line,
+        max_line_bytes=args.max_line_bytes or settings.max_line_bytes,
         progress=not args.quiet and sys.stderr.isatty(),
     )
 
 
-def _finish(result, engine: Engine, args: argparse.Namespace) -> int:
-    summary = result.summary_dict(engine)
-    if args.summary:
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    if not args.quiet:
-        print(result.report_line(), file=sys.stderr)
+def _check_summary_path(option: str | None) -> None:
+    """Refused before anything is written: a summary the run could not save is found too late."""
+    if not option:
+        return
+    path = Path(option)
+    if path.is_dir():
+        raise UsageError(f"--summary {option} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"--summary {option}: the folder {path.parent} does not exist")
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def _check_folders(source: Path, target: Path, bulk: bool) -> None:
+    if not source.exists():
+        raise UsageError(f"input {source} does not exist")
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"output {target} is a file; -o names a folder")
+    if source.is_file():
+        wanted = ".ndjson" if bulk else ".json"
+        if source.suffix != wanted:
+            mode = "bulk mode (-b) reads *.ndjson" if bulk else "JSON mode reads *.json (-b for NDJSON)"
+            raise UsageError(f"input file {source} is not a {wanted} file: {mode}")
+        if (target / source.name).resolve() == source.resolve():
+            raise UsageError("the output would overwrite the input file: choose another -o folder")
+        return
+    inside, outside = source.resolve(), target.resolve()
+    if inside == outside:
+        raise UsageError("Input and output folders are the same! Please choose another folder.")
+    if _inside(outside, inside):
+        raise UsageError(
+            f"the output folder {target} is inside the input folder {source}: a later run "
+            "would read the output as input; choose a folder outside it"
+        )
+    if _inside(inside, outside):
+        raise UsageError(f"the input folder {source} is inside the output folder {target}")
+
+
+def _write_summary(path: str | None, summary: dict) -> None:
+    if path:
+        Path(path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def _finish(result: BulkResult, engine: Engine, args: argparse.Namespace) -> int:
+    _write_summary(args.summary, result.summary_dict(engine))
+    _say(args, result.report_line())
+    for hint in result.hints():
+        _say(args, hint)
     if result.failed_files:
         return EXIT_FAILED
     return EXIT_DROPPED if result.dropped_lines else EXIT_OK
@@ -148,46 +229,47 @@ def _finish(result, engine: Engine, args: argparse.Namespace) -> int:
 def cmd_anonymize(argv: list[str]) -> int:
     args = _anonymize_parser().parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
+    settings = RunSettings.from_env()
     source, target = Path(args.inputFolder), Path(args.outputFolder)
-    if not source.is_dir():
-        print(f"error: input folder {source} does not exist", file=sys.stderr)
-        return EXIT_USAGE
-    if source.resolve() == target.resolve():
-        print("error: Input and output folders are the same! Please choose another folder.", file=sys.stderr)
-        return EXIT_USAGE
-    config_path = resolve_config(args.configFile)
-    print(f"configuration: {config_path}", file=sys.stderr)
-    engine = _load_engine(config_path, args)
-    result = run_folder(engine, source, target, _bulk_options(args, bulk=args.bulkData))
+    _check_folders(source, target, args.bulkData)
+    _check_summary_path(args.summary)
+    config_path = resolve_config(args.configFile, settings)
+    _say(args, f"configuration: {config_path}")
+    engine = _load_engine(config_path, args, settings)
+    result = run_folder(engine, source, target, _bulk_options(args, settings, bulk=args.bulkData))
     return _finish(result, engine, args)
 
 
 def cmd_demo(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="fhir-anonymize demo",
+    p = _Parser(
+        prog=f"{PROG} demo",
         description="Anonymize the embedded sample export with the shipped "
-        "Safe Harbor configuration and random demo keys.",
+        "Safe Harbor profile and random demo keys.",
     )
     p.add_argument("--output", default="anonymized-demo", help="output folder (default: %(default)s)")
     _common_options(p)
     args = p.parse_args(argv)
     _setup_logging(False, args.quiet)
+    settings = RunSettings.from_env()
     args.allow_random_keys = True
     source = Path(str(resources.files("anonymizer") / "demo" / "export"))
     target = Path(args.output)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--output {target} is a file; it names a folder")
+    _check_summary_path(args.summary)
     config_path = shipped_config()
-    print(f"configuration: {config_path} (shipped HIPAA Safe Harbor sample)")
-    print("keys: RANDOM DEMO KEYS - this output cannot be linked to any other run\n")
-    engine = _load_engine(config_path, args)
-    options = _bulk_options(args, bulk=True)
+    _say(args, f"configuration: {config_path} (the shipped HIPAA Safe Harbor profile)", err=False)
+    _say(args, "keys: RANDOM DEMO KEYS - this output cannot be linked to any other run\n", err=False)
+    engine = _load_engine(config_path, args, settings)
+    options = _bulk_options(args, settings, bulk=True)
     options.recursive = True
     result = run_folder(engine, source, target, options)
     summary = result.summary_dict(engine)
-    print(json.dumps(summary, indent=2))
-    _show_patient(source, target)
-    if args.summary:
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(f"\noutput written to {target}")
+    _say(args, json.dumps(summary, indent=2), err=False)
+    if not args.quiet:
+        _show_patient(source, target)
+    _write_summary(args.summary, summary)
+    _say(args, f"\noutput written to {target}", err=False)
     return EXIT_FAILED if result.failed_files else EXIT_DROPPED if result.dropped_lines else EXIT_OK
 
 
@@ -207,29 +289,39 @@ def _show_patient(source: Path, target: Path) -> None:
 def cmd_validate(argv: list[str]) -> int:
     from anonymizer.validate import validate_configuration
 
-    p = argparse.ArgumentParser(
-        prog="fhir-anonymize validate",
-        description="Check a configuration: syntax, methods, rule paths, keys.",
+    p = _Parser(
+        prog=f"{PROG} validate",
+        description="Check a configuration before any data: syntax, key names, methods, rule paths, "
+        "FHIRPath, substitute values, regular expressions, and the keys a run will need.",
     )
     p.add_argument("-c", "--configFile", help="configuration (default as for anonymizing)")
+    p.add_argument("--strict", action="store_true", help="treat every warning as an error")
+    p.add_argument("--require-keys", action="store_true", help="fail when a key a rule needs is not set here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     config_path = resolve_config(args.configFile)
     print(f"configuration: {config_path}")
+    if not config_path.is_file():
+        raise ConfigurationError(f"Configuration file not found: {config_path}")
     report = validate_configuration(read_configuration_text(config_path))
     for message in report.errors:
         print(f"error: {message}")
     for message in report.warnings:
-        print(f"warning: {message}")
-    print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
-    return EXIT_USAGE if report.errors else EXIT_OK
+        print(f"{'error' if args.strict else 'warning'}: {message}")
+    for message in report.missing_keys:
+        print(f"{'error' if args.require_keys else 'to set at run time'}: {message}")
+    errors = len(report.errors) + (len(report.warnings) if args.strict else 0)
+    errors += len(report.missing_keys) if args.require_keys else 0
+    warnings = 0 if args.strict else len(report.warnings)
+    print(f"{errors} error(s), {warnings} warning(s)")
+    return EXIT_USAGE if errors else EXIT_OK
 
 
 def cmd_verify(argv: list[str]) -> int:
     from anonymizer import verify
 
-    p = argparse.ArgumentParser(
-        prog="fhir-anonymize verify",
+    p = _Parser(
+        prog=f"{PROG} verify",
         description="Compare a source export with its anonymized output: counts per type and element, "
         "a residual-PHI scan, and re-identification risk. SOURCE and DEST are folders or "
         "container:NAME[/PREFIX] (through AzureWebJobsStorage).",
@@ -241,12 +333,13 @@ def cmd_verify(argv: list[str]) -> int:
     p.add_argument("--min-k", type=_positive, help="fail when the smallest quasi-identifier group is smaller")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    if args.html and not Path(args.html).parent.is_dir():
+        raise UsageError(f"--html {args.html}: the folder {Path(args.html).parent} does not exist")
     try:
         source, destination = verify.open_location(args.source), verify.open_location(args.destination)
         report = verify.verify(source, destination, min_k=args.min_k)
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     if args.html:
         Path(args.html).write_text(verify.render_html(report), encoding="utf-8")
     print(json.dumps(report.to_dict(), indent=2) if args.json else verify.render_text(report))
@@ -254,14 +347,14 @@ def cmd_verify(argv: list[str]) -> int:
 
 
 def cmd_share(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="fhir-anonymize share",
+    p = _Parser(
+        prog=f"{PROG} share",
         description="Print a read+list, HTTPS-only SAS URL for a container (or a prefix in it) on stdout.",
     )
     p.add_argument("--container", required=True)
     p.add_argument("--prefix", help="list only blobs under this prefix")
     p.add_argument("--expiry", required=True, help="how long the link works: e.g. 90m, 24h, 7d (at most 7d)")
-    p.add_argument("--ip", help="allowed client IP address or range (a.b.c.d or a.b.c.d-e.f.g.h)")
+    p.add_argument("--ip", help="allowed client IPv4 address or range (a.b.c.d or a.b.c.d-e.f.g.h)")
     p.add_argument(
         "--user-delegation",
         action="store_true",
@@ -269,11 +362,11 @@ def cmd_share(argv: list[str]) -> int:
     )
     p.add_argument("--permissions", default="rl", help="r and/or l; anything else is refused")
     args = p.parse_args(argv)
-    from anonymizer.azure.share import instructions, parse_duration, share_url
+    from anonymizer.azure.share import instructions, share_from_arguments
 
-    url = share_url(
+    url = share_from_arguments(
         args.container,
-        expiry=parse_duration(args.expiry),
+        expiry=args.expiry,
         prefix=args.prefix,
         ip=args.ip,
         user_delegation=args.user_delegation,
@@ -285,11 +378,11 @@ def cmd_share(argv: list[str]) -> int:
 
 
 def cmd_watch(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="fhir-anonymize watch",
+    p = _Parser(
+        prog=f"{PROG} watch",
         description="Run the Azure Function's handler over the source container (settings from the "
         "environment: AzureWebJobsStorage, ANONYMIZER_*): every .ndjson blob whose destination does "
-        "not cover its current etag.",
+        "not cover its current etag. Exit status 1 when a blob failed.",
     )
     p.add_argument("--once", action="store_true", help="process what is there, then exit")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between scans (default 30)")
@@ -301,23 +394,52 @@ def cmd_watch(argv: list[str]) -> int:
     return watch(once=args.once, interval=args.interval, blob=args.blob)
 
 
+HANDLERS: dict[str, Any] = {
+    "demo": cmd_demo,
+    "validate": cmd_validate,
+    "watch": cmd_watch,
+    "verify": cmd_verify,
+    "share": cmd_share,
+}
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand, None for the anonymizing command line (it starts with an option)."""
+    if not argv or argv[0].startswith("-"):
+        return None
+    if argv[0] in SUBCOMMANDS:
+        return argv[0]
+    close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise UsageError(f"unknown command '{argv[0]}'{hint}: use one of {', '.join(SUBCOMMANDS)}, or options")
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM ends a run as Ctrl-C does: temporary files removed, workers stopped, status 130."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    handlers = {
-        "demo": cmd_demo,
-        "validate": cmd_validate,
-        "watch": cmd_watch,
-        "verify": cmd_verify,
-        "share": cmd_share,
-    }
     try:
+        _interrupt_on_sigterm()
+        command = _command(argv)
         if command is None:
             return cmd_anonymize(argv)
-        return handlers[command](argv[1:])
+        return HANDLERS[command](argv[1:])
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit as exc:  # argparse: --help, --version, and its one-line errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

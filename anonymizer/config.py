@@ -4,6 +4,12 @@ Validation follows the reference's order and messages (reference section 1.4); t
 raises ConfigurationError. Keys are resolved as CONTRACT section 3 says: the `keys` argument, then
 the ANONYMIZER_*_KEY environment variables, then the file; a key that a rule needs and that is
 empty is an error unless random keys are allowed explicitly.
+
+Beyond the reference, which ignores what it does not know, a typo must never change the output
+silently: an unknown key that is a near miss of a known one (another case, or at most two edits
+away) is an error naming the key meant; other unknown keys are warnings (files written for other
+tools still load); a value outside its set (`dateShiftScope`, `processingErrors`, `method`) is an
+error listing the allowed values; a JSON syntax error says where it is.
 """
 
 from __future__ import annotations
@@ -27,20 +33,91 @@ from anonymizer.errors import ConfigurationError
 
 log = logging.getLogger("anonymizer.config")
 
-METHODS = ("redact", "dateshift", "cryptohash", "substitute", "encrypt", "perturb", "keep", "generalize")
+# The reference's methods as its documentation spells them (matched case-insensitively).
+METHOD_NAMES = ("keep", "redact", "dateShift", "cryptoHash", "encrypt", "substitute", "perturb", "generalize")
+METHODS = tuple(name.lower() for name in METHOD_NAMES)
 KEY_PARAMETERS = {
     "cryptoHashKey": "ANONYMIZER_CRYPTO_HASH_KEY",
     "dateShiftKey": "ANONYMIZER_DATE_SHIFT_KEY",
     "encryptKey": "ANONYMIZER_ENCRYPT_KEY",
 }
 DATE_SHIFT_SCOPES = ("resource", "file", "folder", "patient")
+PROCESSING_ERRORS = ("raise", "skip")
+# `description` documents a profile (the reference ignores unknown keys; we do not warn about it).
+TOP_LEVEL_KEYS = ("fhirVersion", "processingErrors", "fhirPathRules", "parameters", "description")
+PARAMETER_KEYS = (
+    "dateShiftKey",
+    "dateShiftScope",
+    "dateShiftFixedOffsetInDays",
+    "dateShiftRange",  # ours: the `patient` scope's range
+    "cryptoHashKey",
+    "encryptKey",
+    "enablePartialAgesForRedact",
+    "enablePartialDatesForRedact",
+    "enablePartialZipCodesForRedact",
+    "restrictedZipCodeTabulationAreas",
+    "customSettings",
+)
+# Rule keys are read case-sensitively by the reference. What each method reads besides path/method:
+RULE_SETTINGS = {
+    "substitute": ("replaceWith",),
+    "perturb": ("span", "rangeType", "roundTo"),
+    "generalize": ("cases", "otherValues"),
+}
+RULE_KEYS = ("path", "method", *(key for keys in RULE_SETTINGS.values() for key in keys))
 FINGERPRINT_MESSAGE = b"fhir-anonymize key fingerprint"
 WEAK_KEY_BYTES = 16
 EXTENSION_KEYS = ("minimumNecessary",)  # our namespaced extension (issue: minimum necessary)
 
 
-def _failed() -> ConfigurationError:
-    return ConfigurationError("Failed to parse configuration file")
+def _failed(why: str = "") -> ConfigurationError:
+    return ConfigurationError("Failed to parse configuration file" + (f": {why}" if why else ""))
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance (insertions, deletions, substitutions, swaps)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def near_miss(key: str, known: tuple[str, ...]) -> str | None:
+    """The known name `key` most likely meant to be (another case, or a small typo), or None."""
+    lowered = key.lower()
+    best: tuple[int, str] | None = None
+    for name in known:
+        distance = edit_distance(lowered, name.lower())
+        allowed = 2 if len(name) >= 5 else 1  # short names: one edit (`span` is not `name`)
+        if distance <= allowed and (best is None or distance < best[0]):
+            best = (distance, name)
+    return None if best is None else best[1]
+
+
+def _unknown_keys(
+    keys: Any, known: tuple[str, ...], where: str, warnings: list[str], *, case_sensitive: bool
+) -> None:
+    """Near misses of a known key are errors; other unknown keys are warnings."""
+    lowered = {name.lower(): name for name in known}
+    for key in keys:
+        if key in known or (not case_sensitive and key.lower() in lowered):
+            continue
+        if case_sensitive and key.lower() in lowered:
+            raise ConfigurationError(
+                f"{where}: key '{key}' must be written '{lowered[key.lower()]}' (rule keys are "
+                "case-sensitive: the reference would ignore it)"
+            )
+        meant = near_miss(key, known)
+        if meant is not None:
+            raise ConfigurationError(f"{where}: unknown key '{key}': did you mean '{meant}'?")
+        warnings.append(f"{where}: unknown key '{key}' is ignored.")
 
 
 def key_fingerprint(key: str) -> str:
@@ -121,8 +198,10 @@ def read_configuration_text(path: str | os.PathLike[str]) -> Any:
 def parse_json(text: str) -> Any:
     try:
         return jsonc.loads(text)
-    except ValueError:
-        raise _failed() from None
+    except json.JSONDecodeError as exc:
+        raise _failed(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # a duplicate property
+        raise _failed(str(exc)) from None
 
 
 def _ci(mapping: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
@@ -138,22 +217,20 @@ def _get(mapping: dict[str, tuple[str, Any]], name: str, default: Any = None) ->
     return default if found is None else found[1]
 
 
-def _bool(value: Any) -> bool:
+def _bool(value: Any, name: str) -> bool:
     if value is None:
         return False
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise _failed()
+    raise _failed(f"{name} must be true or false")
 
 
-def _optional_int(value: Any) -> int | None:
+def _optional_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise _failed()
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -161,25 +238,27 @@ def _optional_int(value: Any) -> int | None:
         try:
             return int(value.strip())
         except ValueError:
-            raise _failed() from None
-    raise _failed()
+            pass
+    raise _failed(f"{name} must be a whole number")
 
 
-def _enum(value: Any, names: tuple[str, ...], default: str) -> str:
+def _enum(value: Any, names: tuple[str, ...], default: str, name: str) -> str:
     if value is None:
         return default
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
         return names[value]
     if isinstance(value, str) and value.strip().lower() in names:
         return value.strip().lower()
-    raise _failed()
+    meant = near_miss(value, names) if isinstance(value, str) else None
+    hint = f" (did you mean '{meant}'?)" if meant else ""
+    raise ConfigurationError(f"{name} {json.dumps(value)} is not one of {', '.join(names)}{hint}")
 
 
-def _string(value: Any) -> str:
+def _string(value: Any, name: str) -> str:
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        raise _failed()
+        raise _failed(f"{name} must be a string")
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -221,23 +300,60 @@ def _parses(expression: str) -> bool:
     return True
 
 
-def _validate_rule(rule: Any) -> list[str]:
+def _validate_rule(rule: Any, number: int) -> list[str]:
     warnings: list[str] = []
+    if isinstance(rule, dict):
+        # Before the reference's checks: `Path` or `methd` would otherwise read as a rule
+        # without path or method.
+        _unknown_keys(rule, RULE_KEYS, f"rule {number}", warnings, case_sensitive=True)
     if not isinstance(rule, dict) or "path" not in rule or "method" not in rule:
         raise ConfigurationError("Missing path or method in Fhir path rule config.")
     path = _net_to_string(rule["path"])
-    method = _net_to_string(rule["method"]).lower()
+    written = _net_to_string(rule["method"])
+    method = written.lower()
     if not _plainly_valid(path) and not _parses(path):
         raise ConfigurationError(f"Invalid FHIR path {path}")
     if method not in METHODS:
-        warnings.append(f"Anonymization method {method.upper()} is not supported (rule {path}).")
+        meant = near_miss(written, METHOD_NAMES)
+        hint = f" (did you mean '{meant}'?)" if meant else ""
+        # The reference warns here and fails when a resource meets the rule; a rule that cannot
+        # run is refused before any data.
+        raise ConfigurationError(
+            f"Unknown anonymization method '{written}' in rule {number} ({path}): use one of "
+            f"{', '.join(METHOD_NAMES)}{hint}"
+        )
+    for key in rule:
+        if key not in ("path", "method") and key not in RULE_SETTINGS.get(method, ()):
+            warnings.append(f"rule {number} ({path}): '{key}' means nothing to method {written}; ignored.")
     if method == "substitute" and "replaceWith" not in rule:
         raise ConfigurationError(f"Missing replaceWith value in substitution rule at {path}.")
+    if method == "substitute" and _depth(rule["replaceWith"]) > MAX_REPLACEMENT_DEPTH:
+        raise ConfigurationError(
+            f"The replaceWith value at {path} is nested deeper than {MAX_REPLACEMENT_DEPTH} levels"
+        )
     if method == "perturb":
         _validate_perturb(rule, path)
     if method == "generalize":
         _validate_generalize(rule, path)
     return warnings
+
+
+# A replacement is written into a resource at some depth; with the input's limit (jsonio.MAX_DEPTH,
+# 128) the output stays within what can be written (254 levels).
+MAX_REPLACEMENT_DEPTH = 64
+
+
+def _depth(value: Any) -> int:
+    """Nesting of objects and arrays (without recursion: the value may be nested thousands deep)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_REPLACEMENT_DEPTH:
+                break
+            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _validate_perturb(rule: dict, path: str) -> None:
@@ -307,7 +423,7 @@ def build_configuration(
     environ: Mapping[str, str] | None = None,
 ) -> Configuration:
     if not isinstance(raw, dict):
-        raise _failed()
+        raise _failed("the configuration must be a JSON object")
     environ = os.environ if environ is None else environ
     top = _ci(raw)
     warnings: list[str] = []
@@ -315,23 +431,31 @@ def build_configuration(
     # Types first (the reference converts the whole object before validating it).
     version = _get(top, "fhirVersion")
     if version is not None and not isinstance(version, str):
-        raise _failed()
+        raise _failed("fhirVersion must be a string")
     processing = _get(top, "processingErrors")
     if processing is None and "processingerror" in top:
         warnings.append("'processingError' is read as 'processingErrors' (the reference ignores it).")
         processing = _get(top, "processingError")
-    processing_errors = _enum(processing, ("raise", "skip"), "raise")
+    processing_errors = _enum(processing, PROCESSING_ERRORS, "raise", "processingErrors")
+    for key in raw:  # our extension is read as written: a case variant would be ignored
+        meant = near_miss(key, EXTENSION_KEYS) if key not in EXTENSION_KEYS else None
+        if meant is not None:
+            raise ConfigurationError(f"the configuration: unknown key '{key}': did you mean '{meant}'?")
+    _unknown_keys(
+        [k for k in raw if k.lower() != "processingerror" and k not in EXTENSION_KEYS],
+        TOP_LEVEL_KEYS,
+        "the configuration",
+        warnings,
+        case_sensitive=False,
+    )
     params_raw = _get(top, "parameters") or {}
     if not isinstance(params_raw, dict):
-        raise _failed()
+        raise _failed("parameters must be an object")
+    _unknown_keys(params_raw, PARAMETER_KEYS, "parameters", warnings, case_sensitive=False)
     parameters = _parameters(_ci(params_raw), reference_date)
     rules = _get(top, "fhirPathRules")
     if rules is not None and not isinstance(rules, list):
-        raise _failed()
-    for name in raw:
-        known = ("fhirversion", "processingerrors", "processingerror", "fhirpathrules", "parameters")
-        if name.lower() not in known and name not in EXTENSION_KEYS:
-            warnings.append(f"Unknown top-level key {name!r} is ignored.")
+        raise _failed("fhirPathRules must be a list of rules")
 
     # Validation, in the reference's order.
     if not version:
@@ -342,8 +466,8 @@ def build_configuration(
         )
     if rules is None:
         raise ConfigurationError("The configuration is invalid, please specify any fhirPathRules")
-    for rule in rules:
-        warnings.extend(_validate_rule(rule))
+    for number, rule in enumerate(rules, 1):
+        warnings.extend(_validate_rule(rule, number))
 
     config = Configuration(
         rules=rules,
@@ -374,18 +498,24 @@ def build_configuration(
 def _parameters(params: dict[str, tuple[str, Any]], reference_date: date | None) -> Parameters:
     zips = _get(params, "restrictedZipCodeTabulationAreas")
     if zips is not None and (not isinstance(zips, list) or not all(isinstance(z, str) for z in zips)):
-        raise _failed()
-    date_range = _optional_int(_get(params, "dateShiftRange"))
+        raise _failed("restrictedZipCodeTabulationAreas must be a list of strings")
+    date_range = _optional_int(_get(params, "dateShiftRange"), "dateShiftRange")
     custom = _get(params, "customSettings")
     if custom is not None and not isinstance(custom, dict):
-        raise _failed()
+        raise _failed("customSettings must be an object")
     out = Parameters(
-        date_shift_scope=_enum(_get(params, "dateShiftScope"), DATE_SHIFT_SCOPES, "resource"),
-        date_shift_fixed_offset=_optional_int(_get(params, "dateShiftFixedOffsetInDays")),
+        date_shift_scope=_enum(
+            _get(params, "dateShiftScope"), DATE_SHIFT_SCOPES, "resource", "dateShiftScope"
+        ),
+        date_shift_fixed_offset=_optional_int(
+            _get(params, "dateShiftFixedOffsetInDays"), "dateShiftFixedOffsetInDays"
+        ),
         date_shift_range=50 if date_range is None else date_range,
-        partial_ages=_bool(_get(params, "enablePartialAgesForRedact")),
-        partial_dates=_bool(_get(params, "enablePartialDatesForRedact")),
-        partial_zip_codes=_bool(_get(params, "enablePartialZipCodesForRedact")),
+        partial_ages=_bool(_get(params, "enablePartialAgesForRedact"), "enablePartialAgesForRedact"),
+        partial_dates=_bool(_get(params, "enablePartialDatesForRedact"), "enablePartialDatesForRedact"),
+        partial_zip_codes=_bool(
+            _get(params, "enablePartialZipCodesForRedact"), "enablePartialZipCodesForRedact"
+        ),
         restricted_zip_codes=tuple(zips or ()),
         custom_settings=custom,
     )
@@ -428,7 +558,7 @@ def _resolve_keys(
         if not value:
             value, source = environ.get(variable, ""), "env"
         if not value:
-            value, source = _string(_get(params, name)), "file"
+            value, source = _string(_get(params, name), name), "file"
         if not value and name in needed:
             if not allow_random:
                 raise ConfigurationError(

@@ -15,7 +15,9 @@ from anonymizer.labels import empty_resource
 from anonymizer.methods import load_methods
 from anonymizer.methods.base import ResourceState
 from anonymizer.plan import ResourcePlanBuilder, compile_rules
+from anonymizer.r4 import model
 from anonymizer.r4.compartment import patient_id_of
+from anonymizer.r4.model import is_resource_type
 from anonymizer.reuse import ReusePool
 from anonymizer.walker import Walk
 
@@ -103,21 +105,49 @@ class Engine:
     ) -> dict | None:
         """Anonymize one resource (a Bundle or a resource with contained ones included); None
         when the minimum-necessary extension drops it (`selected`: already checked).
-        `source` is the JSON text it was parsed from with `jsonio.loads`, if any: numbers orjson
-        would not reproduce are then taken from it. `reuse` (for callers that serialise the
+        `source` is the JSON text it was parsed from with `jsonio.loads` (which checked its depth),
+        if any: numbers orjson would not reproduce are then taken from it. A resource without
+        text is checked against jsonio.MAX_DEPTH here. `reuse` (for callers that serialise the
         result at once, with a resource `jsonio.parse` read on its fast path, so without
         Decimals): the result may share objects with the input and with earlier results
         (reuse.py)."""
-        if self.minimum is not None and not selected and self.minimum.drop_reason(resource):
+        if self.minimum is not None and not selected and self.drop_reason(resource):
             return None
+        return self.process(resource, context, source=source, reuse=reuse)[0]
+
+    def process(
+        self,
+        resource: dict,
+        context: Context | None = None,
+        *,
+        source: bytes | None = None,
+        reuse: bool = False,
+    ) -> tuple[dict | None, str | None, bool]:
+        """What the streaming core needs of one resource: (result, why the minimum-necessary
+        extension dropped it or None, whether `processingErrors: skip` replaced it by the empty
+        resource). A processing error, in a rule or in a filter, is raised under `raise`."""
+        if source is None:
+            jsonio.check_depth(resource)
+        if self.minimum is not None:
+            # Checked before the filters read it: no input text may become a summary key.
+            check_resource_type(resource)
         try:
-            return self._anonymize(resource, context, reuse)
-        except jsonio.InexactNumber:
-            if source is not None:
-                exact = jsonio.loads_exact(source)
-            else:  # no text: floats are written in their shortest form
-                exact = jsonio.exact_floats(resource)
-            return self._anonymize(exact, context, reuse=False)  # Decimals: no JSON key
+            if self.minimum is not None:
+                reason = self.minimum.drop_reason(resource)
+                if reason is not None:
+                    return None, reason, False
+            try:
+                return self._anonymize(resource, context, reuse), None, False
+            except jsonio.InexactNumber:
+                if source is not None:
+                    exact = jsonio.loads_exact(source)
+                else:  # no text: floats are written in their shortest form
+                    exact = jsonio.exact_floats(resource)
+                return self._anonymize(exact, context, reuse=False), None, False  # Decimals: no JSON key
+        except ProcessingError:
+            if self.config.processing_errors == "skip":
+                return empty_resource(resource["resourceType"]), None, True
+            raise
 
     def _anonymize(self, resource: dict, context: Context | None, reuse: bool) -> dict:
         if self.minimum is not None:
@@ -129,12 +159,7 @@ class Engine:
             state.folder_name = context.folder_name
         if self._patient_scope and type(resource) is dict:
             state.patient_id = patient_id_of(resource)
-        try:
-            return Walk(self.plan_for, state).resource(resource)
-        except ProcessingError:
-            if self.config.processing_errors == "skip":
-                return empty_resource(resource["resourceType"])
-            raise
+        return Walk(self.plan_for, state).resource(resource)
 
     def anonymize_json(
         self, text: str | bytes, context: Context | None = None, *, pretty: bool = False
@@ -145,6 +170,26 @@ class Engine:
         result = self.anonymize(resource, context, source=data)
         dump = jsonio.dumps_pretty if pretty else jsonio.dumps_compact
         return dump(result).decode("utf-8")
+
+
+def check_value_as(type_key: str, value: Any) -> None:
+    """Raise InvalidInputError unless `value` reads as an element of the complex type (a FHIR
+    type name or a backbone key such as 'Patient.contact'), as the run parses it."""
+    load_methods()
+    builder = ResourcePlanBuilder("Basic", [])
+    node = builder.node(model.complex_type(type_key), frozenset(), None)
+    Walk(lambda resource_type: builder, ResourceState()).object(value, node)
+
+
+def check_resource_type(resource: Any) -> str:
+    """The resource's type, or the fault of a document that names no R4 resource type."""
+    if type(resource) is not dict:
+        raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_object")
+    resource_type = resource.get("resourceType")
+    if not is_resource_type(resource_type):
+        kind = "no_resource_type" if resource_type is None else "unknown_resource_type"
+        raise InvalidInputError("The input FHIR resource JSON is invalid.", kind=kind)
+    return resource_type
 
 
 def parse_document(data: bytes) -> Any:

@@ -1,6 +1,10 @@
 """FHIRPath for the rules a compiled plan cannot decide: a strict parse (the reference's Firely
 compiler rejects what fhirpathpy's lenient parser would accept) and evaluation through fhirpathpy
 with the reference's `nodesByType`/`nodesByName` extension functions registered.
+
+Regular expressions from configurations (`matches`, `replaceMatches`) run on the `regex` package
+with a time limit per evaluation (REGEX_TIMEOUT_SECONDS): a pattern that backtracks without end
+on some value is a ProcessingError there (per `processingErrors`), never a hung run.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import fhirpathpy
+import regex
 from antlr4 import CommonTokenStream, InputStream, Token
 from antlr4.error.ErrorListener import ErrorListener
 from antlr4.tree.Tree import ParseTreeWalker
@@ -22,9 +27,20 @@ from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
+from anonymizer.errors import ProcessingError
+
 R4_MODEL = models["r4"]
 EXTENSION_FUNCTIONS = ("nodesByType", "nodesByName")
+REGEX_TIMEOUT_SECONDS = 1.0
 _INDEX = re.compile(r"\[\d+\]$")
+
+
+class RegexTimeout(ProcessingError):
+    def __init__(self) -> None:
+        super().__init__(
+            f"A regular expression of the configuration ran past its {REGEX_TIMEOUT_SECONDS:g} s limit "
+            "on a value"
+        )
 
 
 class FhirPathSyntaxError(ValueError):
@@ -104,12 +120,18 @@ base_invocation_registry.setdefault("nodesByName", {"fn": _nodes_by_name, "arity
 
 def compile_nodes(text: str) -> Callable[[dict], list[nodes.ResourceNode]]:
     """Compile once; the function returns the matched nodes with their concrete paths
-    (`Patient.name[1].given[0]`) for the plan to map back onto the resource."""
+    (`Patient.name[1].given[0]`) for the plan to map back onto the resource. An evaluation that
+    fails (a type error, a regular expression past its time limit) is a ProcessingError."""
     strict_parse(text)
     fn = fhirpathpy.compile(text, model=R4_MODEL, options={"returnRawData": True})
 
     def evaluate(resource: dict) -> list[nodes.ResourceNode]:
-        found = fn(resource, {})
+        try:
+            found = fn(resource, {})
+        except ProcessingError:
+            raise
+        except Exception:  # its text may quote the resource: not kept
+            raise ProcessingError("A rule's FHIRPath expression could not be evaluated") from None
         return [n for n in found if isinstance(n, nodes.ResourceNode) and n.data is not None]
 
     return evaluate
@@ -125,12 +147,31 @@ def _dotnet_replacement(replacement: str) -> str:
     return _NET_REFERENCE.sub(lambda m: "$" if m[3] else f"\\g<{m[1] or m[2]}>", replacement)
 
 
-def _replace_matches(ctx: dict, coll: list, regex: Any, replacement: Any) -> Any:
+def _replace_matches(ctx: dict, coll: list, pattern: Any, replacement: Any) -> Any:
     """`replaceMatches` with .NET regular expressions: `(?<name>...)`, `${name}`, `$1`."""
     text = ensure_string_singleton(coll)
-    if isinstance(regex, list) or isinstance(replacement, list):
+    if isinstance(pattern, list) or isinstance(replacement, list):
         return []
-    return re.sub(_NET_GROUP.sub("(?P<", regex), _dotnet_replacement(replacement), text)
+    try:
+        return regex.sub(
+            _NET_GROUP.sub("(?P<", pattern),
+            _dotnet_replacement(replacement),
+            text,
+            timeout=REGEX_TIMEOUT_SECONDS,
+        )
+    except TimeoutError:
+        raise RegexTimeout from None
+
+
+def _matches(ctx: dict, coll: list, pattern: Any) -> Any:
+    """`matches`, as fhirpathpy does it, on the `regex` package with a time limit."""
+    if not pattern or not coll:
+        return []
+    text = ensure_string_singleton(coll)
+    try:
+        return regex.search(pattern, text, flags=regex.DOTALL, timeout=REGEX_TIMEOUT_SECONDS) is not None
+    except TimeoutError:
+        raise RegexTimeout from None
 
 
 def _no_string_date_comparison(fn: Callable) -> Callable:
@@ -164,6 +205,7 @@ def _install_firely_semantics() -> None:
     registry = base_invocation_registry
     if registry.get("replaceMatches", {}).get("fn") is not _replace_matches:
         registry["replaceMatches"] = {**registry["replaceMatches"], "fn": _replace_matches}
+        registry["matches"] = {**registry["matches"], "fn": _matches}
         registry["toString"] = {**registry["toString"], "fn": _to_string}
         for op in ("<", ">", "<=", ">="):
             registry[op] = {**registry[op], "fn": _no_string_date_comparison(registry[op]["fn"])}

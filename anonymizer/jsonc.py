@@ -20,8 +20,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _blank(text: str) -> str:
+    """Spaces in place of the text, its line breaks kept: positions after it stay where they were."""
+    return "".join(c if c in "\r\n" else " " for c in text)
+
+
 def strip_comments_and_trailing_commas(text: str) -> str:
-    """Remove // and /* */ comments and commas that precede } or ], outside strings."""
+    """Blank out // and /* */ comments and commas that precede } or ], outside strings (blanked,
+    not removed: a syntax error's line and column are then those of the text as written)."""
     out: list[str] = []
     i, n = 0, len(text)
     pending_comma: int | None = None  # index in `out` of a comma that may be trailing
@@ -36,13 +42,17 @@ def strip_comments_and_trailing_commas(text: str) -> str:
             i = j + 1
         elif text.startswith("//", i):
             j = text.find("\n", i)
-            i = n if j < 0 else j
+            end = n if j < 0 else j
+            out.append(_blank(text[i:end]))
+            i = end
         elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
-            i = n if j < 0 else j + 2
+            end = n if j < 0 else j + 2
+            out.append(_blank(text[i:end]))
+            i = end
         elif ch in "}]":
             if pending_comma is not None:
-                out[pending_comma] = ""
+                out[pending_comma] = " "
             pending_comma = None
             out.append(ch)
             i += 1

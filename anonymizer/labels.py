@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from anonymizer.errors import AnonymizerError
+from anonymizer.errors import ConfigurationError
 from anonymizer.methods.base import (
     ABSTRACT,
     CRYPTOHASH,
@@ -48,9 +48,9 @@ def format_last_updated(value: str) -> str:
     """The value as .NET's DateTimeOffset prints it: `yyyy-MM-ddTHH:mm:ss[.FFFFFFF]zzz`."""
     m = _INSTANT.fullmatch(value)
     if m is None:
-        raise AnonymizerError(
+        raise ConfigurationError(
             "meta.lastUpdated is no longer an instant after anonymization (the reference fails "
-            "here too): let no rule other than dateShift or redact reach it"
+            "here too): let no rule other than dateShift, redact or keep reach it"
         )
     year, month, day, hour, minute, second, fraction, offset = m.groups()
     text = f"{year}-{month or '01'}-{day or '01'}T{hour or '00'}:{minute or '00'}:{second or '00'}"

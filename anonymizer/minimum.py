@@ -25,7 +25,7 @@ from typing import Any
 
 import fhirpathpy
 
-from anonymizer.errors import ConfigurationError
+from anonymizer.errors import ConfigurationError, ProcessingError
 from anonymizer.fhirpath import R4_MODEL, FhirPathSyntaxError, strict_parse
 from anonymizer.r4 import model
 
@@ -116,7 +116,8 @@ class MinimumNecessary:
 
     # -- per resource --------------------------------------------------------------------------
     def drop_reason(self, resource: dict) -> str | None:
-        """Why this resource must not leave (NOT_LISTED, FILTERED), or None to keep it."""
+        """Why this resource must not leave (NOT_LISTED, FILTERED), or None to keep it. Raises
+        ProcessingError when a filter's regular expression runs past its time limit."""
         resource_type = resource.get("resourceType")
         if self.resource_types is not None and resource_type not in self.resource_types:
             return NOT_LISTED
@@ -124,6 +125,8 @@ class MinimumNecessary:
         if condition is not None:
             try:
                 verdict = condition(resource, {})
+            except ProcessingError:
+                raise
             except Exception:  # an expression that fails on this resource does not select it
                 return FILTERED
             if verdict != [True]:

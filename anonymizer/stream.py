@@ -15,7 +15,9 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from anonymizer import jsonio
-from anonymizer.errors import AnonymizerError, InvalidInputError, ProcessingError
+from anonymizer.errors import AnonymizerError, ConfigurationError, InvalidInputError, ProcessingError
+from anonymizer.r4.model import is_resource_type
+from anonymizer.settings import DEFAULT_MAX_LINE_BYTES
 from anonymizer.summary import Summary
 
 if TYPE_CHECKING:
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("anonymizer.stream")
 
-DEFAULT_MAX_LINE_BYTES = 268_435_456
 _FLUSH_BYTES = 1 << 16
 _BOM = b"\xef\xbb\xbf"
 _SPACE = frozenset(b" \t\r\n\f\v")
@@ -39,9 +40,19 @@ class LineFault(AnonymizerError):
         self.line = line
 
 
+# An input that may grow (a blob `$export` commits again and again) can end inside a line this run
+# already counted: a whole object without its newline yet (processed), or an over-long line (a
+# fault). The next run, told so, reads the bytes up to the first newline as that line's rest.
+PROCESSED = "processed"
+FAULTED = "faulted"
+
+
 class StreamRun:
     """Iterate to get output chunks; afterwards `summary`, `consumed` (input bytes up to the end
-    of the last processed line, from `start_offset`) and `next_line` are final."""
+    of the last processed line, from `start_offset`), `next_line` and `open_line` (PROCESSED or
+    FAULTED when the input ended inside a line already counted, else None) are final.
+    `continues` says the previous run ended so: its bytes up to the first newline belong to line
+    `start_line - 1` (whitespace there is that line's end; anything else makes it `not_json`)."""
 
     def __init__(
         self,
@@ -54,6 +65,8 @@ class StreamRun:
         on_invalid_line: str = "drop",
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         input_complete: bool = False,
+        file: str | None = None,
+        continues: str | None = None,
     ) -> None:
         self._chunks = chunks
         self.engine = engine
@@ -62,6 +75,12 @@ class StreamRun:
         self.on_invalid_line = on_invalid_line
         self.max_line_bytes = max_line_bytes
         self.input_complete = input_complete
+        # The name faults carry (CONTRACT section 6): a relative path or a blob name.
+        self.file = file or (context.file_name if context is not None else None) or "-"
+        if continues not in (None, PROCESSED, FAULTED):
+            raise ValueError(f"continues must be {PROCESSED!r}, {FAULTED!r} or None")
+        self.continues = continues if start_offset > 0 else None
+        self.open_line: str | None = None
         self.summary = Summary()
         self.consumed = 0
         self.next_line = start_line
@@ -102,9 +121,14 @@ class StreamRun:
         bom = self.start_offset == 0  # a BOM may start the input, perhaps split across chunks
         skipped = -1  # inside an over-long line: its bytes so far, discarded up to its end
         limit = self.max_line_bytes + 1  # with the `\n`
+        continuing = self.continues
         for chunk in self._chunks:
             if not chunk:
                 continue
+            if continuing is not None:
+                chunk, continuing = self._continuation(chunk, continuing)
+                if not chunk:
+                    continue
             data = rest + chunk if rest else chunk
             rest = b""
             if bom:
@@ -127,11 +151,31 @@ class StreamRun:
             if skipped >= 0 or len(rest) >= limit:
                 skipped = max(skipped, 0) + len(rest)
                 rest = b""
-        if skipped >= 0:
+        if continuing is not None:  # no newline yet: the line goes on in the next run
+            self.open_line = continuing
+        elif skipped >= 0:
+            if not self.input_complete:
+                self.open_line = FAULTED
             yield skipped + len(rest)
         elif rest and (self.input_complete or _complete_object(rest)):
+            faulted = self.summary.faulted_lines
             yield rest
+            if not self.input_complete:
+                self.open_line = FAULTED if self.summary.faulted_lines > faulted else PROCESSED
         # otherwise an unterminated last line is held back for the next run
+
+    def _continuation(self, chunk: bytes, state: str) -> tuple[bytes, str | None]:
+        """Consume the rest of the line the previous run ended in; returns what follows it and
+        the state still open (None once its newline came)."""
+        end = chunk.find(b"\n")
+        piece = chunk if end < 0 else chunk[: end + 1]
+        self.consumed += len(piece)
+        if state == PROCESSED and piece.strip():
+            # The object already written is followed by more text on its line: as one line, it
+            # is not JSON (the command line, reading the whole file, says the same of it).
+            state = FAULTED
+            self._fault_at("not_json", self.next_line - 1)
+        return (b"", state) if end < 0 else (chunk[end + 1 :], None)
 
     # -- one line ------------------------------------------------------------------------------
     def _process(self, line: bytes | None) -> bytes | None:
@@ -143,6 +187,23 @@ class StreamRun:
         if not line or (line[0] in _SPACE and not line.strip()):
             summary.blank_lines += 1
             return None
+        try:
+            return self._resource_line(line)
+        except (LineFault, ConfigurationError):
+            raise
+        except Exception as exc:  # nothing in a line may end the run (CONTRACT section 7)
+            # Only the exception's type and the line number: its text may quote the content.
+            log.warning(
+                "%s:%d: internal error (%s); the line is left out",
+                self.file,
+                self.next_line,
+                type(exc).__name__,
+            )
+            kind = "internal_error"
+        return self._fault(kind)
+
+    def _resource_line(self, line: bytes) -> bytes | None:
+        summary = self.summary
         # Faults are raised outside the except blocks: a decoder error holds the line's text,
         # and must not ride along as the __context__ of LineFault.
         fault = None
@@ -150,20 +211,21 @@ class StreamRun:
             resource, exact = jsonio.parse(line)
         except ValueError:
             resource, fault = None, "not_json" if _is_utf8(line) else "invalid_utf8"
+        except InvalidInputError as exc:  # too deep, a number out of range
+            resource, fault = None, exc.kind
         if fault is None and type(resource) is not dict:
             fault = "not_object"
+        if fault is None:
+            fault = _resource_type_fault(resource.get("resourceType"))
         if fault is not None:
             return self._fault(fault)
-        summary.count_input(resource.get("resourceType"))
-        engine = self.engine
-        if engine.minimum is not None:
-            reason = engine.drop_reason(resource)
-            if reason is not None:
-                summary.dropped[(str(resource.get("resourceType")), reason)] += 1
-                return None
+        resource_type = resource["resourceType"]
+        summary.count_input(resource_type)
         failed = False
         try:
-            result = engine.anonymize(resource, self.context, source=line, selected=True, reuse=not exact)
+            result, dropped, skipped = self.engine.process(
+                resource, self.context, source=line, reuse=not exact
+            )
         except InvalidInputError as exc:
             fault = exc.kind
         except ProcessingError:  # under `processingErrors: raise` (skip never gets here)
@@ -172,19 +234,32 @@ class StreamRun:
             raise LineFault("processing_error", self.next_line)
         if fault is not None:
             return self._fault(fault)
-        if result is None:  # filtered out (minimum necessary)
+        if dropped is not None:  # minimum necessary
+            summary.dropped[(resource_type, dropped)] += 1
             return None
+        if skipped:
+            summary.skip(self.next_line, self.file)
         data = jsonio.dumps_line(result)
         summary.count_output(result, len(data))
         return data
 
     def _fault(self, kind: str) -> None:
-        line = self.next_line
+        return self._fault_at(kind, self.next_line)
+
+    def _fault_at(self, kind: str, line: int) -> None:
         if self.on_invalid_line == "fail":
             raise LineFault(kind, line) from None
-        self.summary.fault(kind, line)
-        log.debug("line %d left out: %s", line, kind)
+        self.summary.fault(kind, line, self.file)
+        log.debug("%s:%d left out: %s", self.file, line, kind)
         return None
+
+
+def _resource_type_fault(resource_type: Any) -> str | None:
+    """The fault of a `resourceType` that names no R4 resource type (checked before anything
+    reads it, so that no input text becomes a summary key)."""
+    if resource_type is None:
+        return "no_resource_type"
+    return None if is_resource_type(resource_type) else "unknown_resource_type"
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -196,13 +271,18 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def _complete_object(data: bytes) -> bool:
+    """Whether an unterminated last line is a whole JSON object (processed now) rather than the
+    start of one (held back for the next commit)."""
     try:
         return type(jsonio.loads(data)) is dict
     except ValueError:
         return False
+    except InvalidInputError:  # read whole, but too deep or a number out of range: a fault now
+        return True
 
 
 def anonymize_stream(chunks: Iterable[bytes], engine: Engine, **options: Any) -> StreamRun:
     """The streaming core's entry point (CONTRACT section 2); `options` are StreamRun's: context,
-    start_offset, start_line, on_invalid_line, max_line_bytes, input_complete."""
+    start_offset, start_line, on_invalid_line, max_line_bytes, input_complete, file (the name
+    faults carry), continues."""
     return StreamRun(chunks, engine, **options)

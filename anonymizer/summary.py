@@ -23,6 +23,46 @@ def _label_codes(meta: Any) -> tuple[str, ...]:
     )
 
 
+def faults_dict(faults: dict[str, Fault]) -> dict[str, dict]:
+    """Faults as CONTRACT section 6 writes them: per kind, the count and the first lines."""
+    return {
+        kind: {
+            "count": f.count,
+            "first_lines": [{"file": file, "line": line} for file, line in sorted(f.first_lines)],
+        }
+        for kind, f in sorted(faults.items())
+    }
+
+
+def faults_from_dict(data: Any) -> dict[str, Fault]:
+    """The inverse of faults_dict; ValueError on anything else (e.g. malformed metadata)."""
+    if not isinstance(data, dict):
+        raise ValueError("faults must be an object")
+    out: dict[str, Fault] = {}
+    for kind, entry in data.items():
+        if not isinstance(kind, str) or not isinstance(entry, dict):
+            raise ValueError("a fault must be an object")
+        count, lines = entry.get("count"), entry.get("first_lines", [])
+        if type(count) is not int or count < 0 or not isinstance(lines, list):
+            raise ValueError("a fault needs a count and a list of lines")
+        first = []
+        for where in lines[:MAX_FAULT_LINES]:
+            if not (
+                isinstance(where, dict)
+                and isinstance(where.get("file"), str)
+                and type(where.get("line")) is int
+            ):
+                raise ValueError("a fault line is {file, line}")
+            first.append((where["file"], where["line"]))
+        out[kind] = Fault(count, first)
+    return out
+
+
+def _merge_fault(mine: Fault, more: Fault) -> None:
+    mine.count += more.count
+    mine.first_lines.extend(more.first_lines[: MAX_FAULT_LINES - len(mine.first_lines)])
+
+
 def _add(counts: dict[str, int], more: dict[str, int]) -> None:
     for key, count in more.items():
         counts[key] = counts.get(key, 0) + count
@@ -31,7 +71,7 @@ def _add(counts: dict[str, int], more: dict[str, int]) -> None:
 @dataclass
 class Fault:
     count: int = 0
-    first_lines: list[int] = field(default_factory=list)
+    first_lines: list[tuple[str, int]] = field(default_factory=list)  # (file, line)
 
 
 @dataclass
@@ -46,17 +86,37 @@ class Summary:
     labels: dict[str, int] = field(default_factory=dict)
     faults: dict[str, Fault] = field(default_factory=dict)
     dropped: Counter = field(default_factory=Counter)  # minimum necessary: (type, reason) -> n
+    # Resources `processingErrors: skip` replaced by the empty resource (written, not left out).
+    skipped: Fault = field(default_factory=Fault)
     started: float = field(default_factory=time.perf_counter)
     elapsed: float | None = None
     _last_meta: Any = field(default=None, repr=False, compare=False)
     _last_codes: tuple[str, ...] = field(default=(), repr=False, compare=False)
     _last_uses: int = field(default=0, repr=False, compare=False)  # outputs since, not in labels
 
-    def fault(self, kind: str, line: int) -> None:
+    def fault(self, kind: str, line: int, file: str = "-") -> None:
         entry = self.faults.setdefault(kind, Fault())
         entry.count += 1
         if len(entry.first_lines) < MAX_FAULT_LINES:
-            entry.first_lines.append(line)
+            entry.first_lines.append((file, line))
+
+    def skip(self, line: int, file: str = "-") -> None:
+        self.skipped.count += 1
+        if len(self.skipped.first_lines) < MAX_FAULT_LINES:
+            self.skipped.first_lines.append((file, line))
+
+    def shift_lines(self, lines_before: int) -> None:
+        """Line numbers of a part that starts after `lines_before` lines of its file."""
+        for fault in (*self.faults.values(), self.skipped):
+            fault.first_lines = [(file, line + lines_before) for file, line in fault.first_lines]
+
+    def first_fault(self) -> tuple[str, str, int] | None:
+        """(kind, file, line) of the first fault recorded, for a one-line hint."""
+        found = [(where, kind) for kind, fault in self.faults.items() for where in fault.first_lines[:1]]
+        if not found:
+            return None
+        (file, line), kind = min(found)
+        return kind, file, line
 
     @property
     def faulted_lines(self) -> int:
@@ -104,10 +164,8 @@ class Summary:
         _add(self.labels, other.labels)
         self.dropped.update(other.dropped)
         for kind, fault in other.faults.items():
-            mine = self.faults.setdefault(kind, Fault())
-            mine.count += fault.count
-            room = MAX_FAULT_LINES - len(mine.first_lines)
-            mine.first_lines.extend(fault.first_lines[:room])
+            _merge_fault(self.faults.setdefault(kind, Fault()), fault)
+        _merge_fault(self.skipped, other.skipped)
 
     def finish(self) -> None:
         self._count_labels()
@@ -140,14 +198,13 @@ class Summary:
                 "resources_by_type": dict(sorted(self.output_types.items())),
             },
             "labels": dict(sorted(self.labels.items())),
-            "faults": {
-                kind: {"count": f.count, "first_lines": sorted(f.first_lines)}
-                for kind, f in sorted(self.faults.items())
-            },
+            "faults": faults_dict(self.faults),
             "elapsed_seconds": round(self.elapsed or 0.0, 3),
         }
         if config.random_keys:
             out["config"]["random_keys"] = True
+        if self.skipped.count:
+            out["skipped"] = faults_dict({"processing_error": self.skipped})
         if self.dropped:
             dropped: dict[str, dict[str, int]] = {}
             for (resource_type, reason), count in sorted(self.dropped.items()):

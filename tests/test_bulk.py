@@ -69,7 +69,9 @@ def test_output_identical_whatever_the_worker_count(tmp_path):
         target = tmp_path / f"out{workers}"
         result = run_folder(engine, source, target, BulkOptions(workers=workers, split_bytes=1024))
         outputs.append({p.name: p.read_bytes() for p in target.iterdir()})
-        assert result.summary.faults["not_json"].first_lines == [8]  # absolute, BOM line counted
+        assert result.summary.faults["not_json"].first_lines == [
+            ("Mixed.ndjson", 8)
+        ]  # absolute, BOM line counted
         assert result.summary.output_resources == 241
     assert outputs[0] == outputs[1] == outputs[2]
     assert not list((tmp_path / "out2").glob(".*"))

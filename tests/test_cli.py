@@ -152,8 +152,10 @@ def test_config_resolution_from_environment(folders, monkeypatch, capsys):
     source, out = folders
     path = _write_config(source.parent, {"fhirPathRules": []})
     monkeypatch.setenv("ANONYMIZER_CONFIG", str(path))
-    assert main(["-i", str(source), "-o", str(out), "--quiet"]) == 0
+    assert main(["-i", str(source), "-o", str(out)]) == 0
     assert f"configuration: {path}" in capsys.readouterr().err
+    assert main(["-i", str(source), "-o", str(out / "quiet"), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")  # --quiet: nothing but errors
 
 
 def test_key_never_reaches_output_or_logs(tmp_path):
@@ -214,9 +216,9 @@ print("fhirpathpy" in sys.modules, [n.get("family") for n in out["name"]])
 
 
 def test_demo_runs_on_the_embedded_export(tmp_path, capsys):
-    assert main(["demo", "--output", str(tmp_path / "demo"), "--quiet"]) == 0
+    assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "RANDOM DEMO KEYS" in out and '"status": "succeeded"' in out
+    assert "RANDOM DEMO KEYS" in out and '"status": "succeeded"' in out and "... and after" in out
     assert len(list((tmp_path / "demo").rglob("*.ndjson"))) == 5
 
 
@@ -224,11 +226,16 @@ def test_validate_reports_typos_and_missing_keys(tmp_path, capsys, caplog):
     from anonymizer.cli import shipped_config
 
     with caplog.at_level(logging.ERROR):
-        assert main(["validate", "-c", str(shipped_config())]) == 2
+        assert main(["validate", "-c", str(shipped_config("ms-sample.json"))]) == 0  # keys: at run time
     out = capsys.readouterr().out
-    assert "notAvaliable" in out and "ANONYMIZER_CRYPTO_HASH_KEY" in out
-    good = _write_config(tmp_path, {"fhirPathRules": [{"path": "Patient.name", "method": "redact"}]})
-    assert main(["validate", "-c", str(good)]) == 0
+    assert "notAvaliable" in out and "to set at run time: cryptoHashKey" in out
+    assert "ANONYMIZER_CRYPTO_HASH_KEY" in out and "1 resource in 101" in out
+    assert main(["validate", "-c", str(shipped_config("ms-sample.json")), "--require-keys"]) == 2
+    assert main(["validate", "-c", str(shipped_config("ms-sample.json")), "--strict"]) == 2
+    good = _write_config(
+        tmp_path, {"fhirVersion": "R4", "fhirPathRules": [{"path": "Patient.name", "method": "redact"}]}
+    )
+    assert main(["validate", "-c", str(good), "--strict", "--require-keys"]) == 0
 
 
 def test_validate_reports_unknown_methods_and_weak_keys(tmp_path, capsys):
@@ -244,5 +251,15 @@ def test_validate_reports_unknown_methods_and_weak_keys(tmp_path, capsys):
     )
     assert main(["validate", "-c", str(config)]) == 2
     out = capsys.readouterr().out
-    assert "Anonymization method MASK not supported" in out
+    assert "Unknown anonymization method 'mask' in rule 1 (Patient.name): use one of keep" in out
+    config.write_text(
+        json.dumps(
+            {
+                "fhirPathRules": [{"path": "Resource.id", "method": "cryptoHash"}],
+                "parameters": {"cryptoHashKey": "short"},
+            }
+        )
+    )
+    assert main(["validate", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
     assert "cryptoHashKey is shorter than 16 bytes" in out and "short\n" not in out

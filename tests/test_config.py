@@ -16,15 +16,27 @@ def test_comments_trailing_commas_and_bom_are_accepted():
 
 
 def test_duplicate_keys_fail_to_parse():
-    with pytest.raises(ConfigurationError, match="Failed to parse configuration file"):
+    with pytest.raises(ConfigurationError, match="Failed to parse configuration file: duplicate property"):
         Engine.from_dict('{"fhirPathRules": [], "fhirPathRules": []}')
+
+
+def test_syntax_errors_say_where_as_written():
+    """Comments and trailing commas are blanked, not removed: the position is the file's."""
+    text = '{\n  // a comment, then a missing colon\n  "fhirPathRules": [],\n  /* two\n lines */ "x" 1\n}'
+    with pytest.raises(ConfigurationError) as info:
+        Engine.from_dict(text)
+    assert (
+        str(info.value) == "Failed to parse configuration file: Expecting ':' delimiter at line 5 column 15"
+    )
 
 
 def test_keys_are_matched_case_insensitively_and_types_checked():
     config = build_configuration({"FHIRPATHRULES": [], "Parameters": {"enablepartialdatesforredact": True}})
     assert config.parameters.partial_dates is True
-    with pytest.raises(ConfigurationError, match="Failed to parse"):
+    with pytest.raises(ConfigurationError, match='processingErrors "keep" is not one of raise, skip'):
         build_configuration({"fhirPathRules": [], "processingErrors": "keep"})
+    with pytest.raises(ConfigurationError, match="enablePartialDatesForRedact must be true or false"):
+        build_configuration({"fhirPathRules": [], "parameters": {"enablePartialDatesForRedact": "yes"}})
 
 
 def test_processing_error_singular_is_an_alias_with_a_warning(caplog):
@@ -101,10 +113,10 @@ def test_digest_ignores_keys():
     assert config_digest(a) == config_digest(b)
 
 
-def test_shipped_safe_harbor_rules_equal_microsoft_sample():
+def test_shipped_microsoft_sample_equals_microsoft_sample():
     from anonymizer.cli import shipped_config
 
-    shipped = json.loads(shipped_config().read_text())
+    shipped = json.loads(shipped_config("ms-sample.json").read_text())
     sample = json.loads(need(SAMPLE_CONFIG).read_text(encoding="utf-8-sig"))
     assert shipped["fhirPathRules"] == sample["fhirPathRules"]
     assert all(shipped["parameters"][k] == "" for k in ("dateShiftKey", "cryptoHashKey", "encryptKey"))

@@ -118,7 +118,7 @@ def test_corpus_is_classified_at_absolute_lines_and_leaks_nothing(engine, caplog
             expected.setdefault(kind, []).append(number)
     summary = run.summary.to_dict(status="succeeded", engine=engine)
     assert {k: v["first_lines"] for k, v in summary["faults"].items()} == {
-        k: v[:10] for k, v in expected.items()
+        k: [{"file": "-", "line": n} for n in v[:10]] for k, v in expected.items()
     }
     assert out.count(b"\n") == sum(1 for _, kind in lines if kind is None and _.strip())
     assert summary["input"]["blank_lines"] == sum(1 for line, _ in lines if not line.strip())

@@ -119,8 +119,12 @@ def test_extension_is_validated_strictly(extension, message):
 
 def test_microsoft_files_load_unchanged_and_unknown_top_level_keys_warn(caplog):
     with caplog.at_level(logging.WARNING):
-        config = build_configuration({"fhirPathRules": [], "minimumNecesary": {}})
-    assert config.minimum is None and "minimumNecesary" in caplog.text
+        config = build_configuration({"fhirPathRules": [], "studyNotes": {}})
+    assert config.minimum is None and "studyNotes" in caplog.text
+    # A misspelt allow-list would switch every filter off: refused, naming the key meant.
+    for typo in ("minimumNecesary", "MinimumNecessary", "minimumnecessary"):
+        with pytest.raises(ConfigurationError, match="minimumNecessary"):
+            build_configuration({"fhirPathRules": [], typo: {}})
 
 
 def test_flu_profile_over_synthea(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ def _safe_harbor():
         "cryptoHashKey": "reuse-test-crypto-key-0000000001",
         "dateShiftKey": "reuse-test-date-key-00000000001",
     }
-    return Engine.from_file(shipped_config(), keys=keys, reference_date=REFERENCE_DATE)
+    return Engine.from_file(shipped_config("ms-sample.json"), keys=keys, reference_date=REFERENCE_DATE)
 
 
 def test_reuse_changes_no_byte_of_the_demo_export():

@@ -104,9 +104,9 @@ def test_refusals(tls, monkeypatch, capsys, arguments, message):
 
 
 def test_expiry_is_required(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["share", "--container", "research"])
-    assert info.value.code == 2
+    assert main(["share", "--container", "research"]) == 2
+    err = capsys.readouterr().err
+    assert "--expiry" in err and len(err.strip().splitlines()) == 1
 
 
 def test_durations():

@@ -57,7 +57,7 @@ def test_chunk_boundaries_change_nothing(engine, size):
     assert run.consumed == len(data) and run.next_line == 10
     summary = run.summary
     assert (summary.lines, summary.blank_lines, summary.input_bytes) == (9, 2, len(data))
-    assert summary.faults["line_too_long"].first_lines == [5, 7]
+    assert summary.faults["line_too_long"].first_lines == [("-", 5), ("-", 7)]
 
 
 @pytest.mark.parametrize("size", [1, 5, 97, 10_000])

@@ -68,7 +68,7 @@ def test_safe_harbor_output_has_no_leaks_and_html_matches_json(tmp_path, keys, c
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_each_identifying_rule_family_left_out_is_found(tmp_path, keys, capsys, family):
     paths, kinds = FAMILIES[family]
-    config = json.loads(shipped_config().read_text())
+    config = json.loads(shipped_config("ms-sample.json").read_text())
     config["fhirPathRules"] = [r for r in config["fhirPathRules"] if r["path"] not in paths]
     out = _anonymize(tmp_path, config)
     capsys.readouterr()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import uuid
 from collections import deque
@@ -31,8 +32,8 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobClient
 
 from anonymizer.engine import Context, Engine
-from anonymizer.stream import StreamRun
-from anonymizer.summary import Summary
+from anonymizer.stream import FAULTED, PROCESSED, StreamRun
+from anonymizer.summary import MAX_FAULT_LINES, Fault, Summary
 
 log = logging.getLogger("anonymizer.azure")
 
@@ -44,6 +45,14 @@ PARTIAL, COMPLETE = "partial", "complete"
 
 class Conflict(Exception):
     """A conditional commit lost: another run advanced the destination."""
+
+
+class Contention(Exception):
+    """The destination kept changing under this run: transient, the host retries it."""
+
+
+class Malformed(ValueError):
+    """Destination metadata this code cannot have written."""
 
 
 def key_fingerprint(engine: Engine) -> str:
@@ -164,7 +173,57 @@ def process(
             return _attempt(source, destination, engine_for, settings)
         except Conflict:
             log.info("destination advanced by another run; starting over (attempt %d)", attempt + 1)
-    raise RuntimeError("the destination kept changing under this run; the host will retry it")
+    raise Contention("the destination kept changing under this run; the host will retry it")
+
+
+@dataclass
+class Resume:
+    """Where the destination's metadata says the last run stopped (CONTRACT section 8)."""
+
+    offset: int = 0
+    next_line: int = 1
+    open_line: str | None = None  # the source ended inside a line already counted (stream.py)
+    faults: dict[str, Fault] = field(default_factory=dict)  # from checkpoints no message reported
+
+
+def _resume_point(metadata: dict[str, str]) -> Resume:
+    """Raises Malformed when a value is not what this code writes."""
+    try:
+        offset, next_line = int(metadata["anon_source_offset"]), int(metadata["anon_next_line"])
+    except (KeyError, ValueError):
+        raise Malformed("offset or line number") from None
+    open_line = metadata.get("anon_open_line") or None
+    if offset < 0 or next_line < 1 or open_line not in (None, PROCESSED, FAULTED):
+        raise Malformed("offset, line number or open line")
+    if len(metadata.get("anon_tail_sha256", "")) != 64:
+        raise Malformed("tail hash")
+    return Resume(offset, next_line, open_line, unpack_faults(metadata.get("anon_faults", "")))
+
+
+def pack_faults(faults: dict[str, Fault]) -> str:
+    """Faults as metadata: `{"kind": [count, [line, ...]]}` (the file is the blob itself)."""
+    if not faults:
+        return ""
+    return json.dumps(
+        {kind: [f.count, [line for _, line in f.first_lines]] for kind, f in sorted(faults.items())},
+        separators=(",", ":"),
+    )
+
+
+def unpack_faults(text: str, file: str = "-") -> dict[str, Fault]:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+        faults = {
+            kind: Fault(int(count), [(file, int(line)) for line in lines[:MAX_FAULT_LINES]])
+            for kind, (count, lines) in data.items()
+        }
+    except (ValueError, TypeError, AttributeError):
+        raise Malformed("faults") from None
+    if not all(isinstance(kind, str) and kind.isidentifier() for kind in faults):
+        raise Malformed("fault kinds")
+    return faults
 
 
 def _attempt(
@@ -177,14 +236,25 @@ def _attempt(
         destination_etag = properties.etag
     except ResourceNotFoundError:
         metadata, destination_etag = {}, None
-    recorded_date = metadata.get("anon_reference_date")
-    engine = engine_for(date.fromisoformat(recorded_date) if recorded_date else None)
+    recorded_date = _recorded_date(metadata)
+    engine = engine_for(recorded_date)
     valid = (
         destination_etag is not None
         and metadata.get("anon_config_digest") == engine.config.digest
         and metadata.get("anon_key_fingerprint") == key_fingerprint(engine)
         and metadata.get("anon_engine_version") == engine.version
     )
+    resume = Resume()
+    if valid:
+        try:
+            resume = _resume_point(metadata)
+        except Malformed as exc:
+            log.warning(
+                "%s: destination metadata malformed (%s): reprocessing from the start",
+                destination.blob_name,
+                exc,
+            )
+            valid = False
     if not valid and recorded_date:
         engine = engine_for(None)  # a new destination: today's reference date (or the setting)
     source_properties = source.get_blob_properties()
@@ -195,21 +265,31 @@ def _attempt(
             "up-to-date",
             engine,
             source_etag=source_etag,
-            range=(int(metadata["anon_source_offset"]),) * 2,
+            range=(resume.offset, resume.offset),
             destination_etag=destination_etag,
         )
-    offset, next_line, committed = 0, 1, []
+    committed: list[str] = []
     if valid:
-        offset, next_line = int(metadata["anon_source_offset"]), int(metadata["anon_next_line"])
         committed = [b.id for b in destination.get_block_list("committed")[0]]
         # 3. The source must only have grown; otherwise start over.
-        if size < offset or _tail_hash(
-            _read_range(source, max(0, offset - TAIL_BYTES), offset, source_etag)
+        if size < resume.offset or _tail_hash(
+            _read_range(source, max(0, resume.offset - TAIL_BYTES), resume.offset, source_etag)
         ) != metadata.get("anon_tail_sha256"):
             log.info("source rewritten, not appended: reprocessing from the start")
-            offset, next_line, committed = 0, 1, []
+            resume, committed = Resume(), []
     sink = BlobSink(destination, committed, destination_etag)
-    return _stream(source, sink, engine, settings, source_etag, size, offset, next_line)
+    return _stream(source, sink, engine, settings, source_etag, size, resume)
+
+
+def _recorded_date(metadata: dict[str, str]) -> date | None:
+    text = metadata.get("anon_reference_date")
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        log.warning("destination metadata malformed (reference date): today's date is used")
+        return None
 
 
 def _stream(
@@ -219,9 +299,9 @@ def _stream(
     settings: Any,
     source_etag: str,
     size: int,
-    offset: int,
-    next_line: int,
+    resume: Resume,
 ) -> Outcome:
+    offset, next_line = resume.offset, resume.next_line
     # 4. Stream from the offset, pinned to the source etag.
     window = _Window(offset)
     name = source.blob_name
@@ -247,11 +327,23 @@ def _stream(
         start_line=next_line,
         on_invalid_line=settings.on_invalid_line,
         max_line_bytes=settings.max_line_bytes,
+        file=name,
+        continues=resume.open_line,
     )
+    # Faults of checkpoints whose run sent no message (it was killed) are this run's to report.
+    carried = Summary()
+    for kind, fault in resume.faults.items():
+        carried.faults[kind] = Fault(fault.count, [(name, line) for _, line in fault.first_lines])
     outcome = Outcome("succeeded", engine, run.summary, source_etag, (offset, offset))
     checkpoint_at = settings.checkpoint_bytes
 
-    def metadata(status: str) -> dict[str, str]:
+    def pending_faults() -> str:
+        pending = Summary()
+        pending.merge(carried)
+        pending.merge(run.summary)
+        return pack_faults(pending.faults)
+
+    def metadata(status: str, *, checkpoint: bool = False) -> dict[str, str]:
         position = offset + run.emitted_consumed
         tail = window.tail(position)
         if tail is None:
@@ -266,6 +358,10 @@ def _stream(
             "anon_engine_version": engine.version,
             "anon_reference_date": engine.reference_date.isoformat(),
             "anon_status": status,
+            # Checkpoints carry their faults until a message reports them; the final commit's
+            # message does, so it carries none.
+            "anon_faults": pending_faults() if checkpoint else "",
+            "anon_open_line": "" if checkpoint else run.open_line or "",
         }
 
     try:
@@ -273,15 +369,17 @@ def _stream(
             sink.write(data)
             # 5. A checkpoint after every ANONYMIZER_CHECKPOINT_BYTES of input.
             if run.emitted_consumed >= checkpoint_at:
-                sink.commit(metadata(PARTIAL))
+                sink.commit(metadata(PARTIAL, checkpoint=True))
                 checkpoint_at = run.emitted_consumed + settings.checkpoint_bytes
     except ResourceModifiedError:
         # 6. The source changed during the read: keep what was processed; the new commit's
         # trigger continues from there.
-        outcome.status = "superseded"
+        outcome.status = "superseded"  # (its message reports the faults found so far)
         outcome.destination_etag = sink.commit(metadata(PARTIAL))
         outcome.range = (offset, offset + run.emitted_consumed)
+        run.summary.merge(carried)
         return outcome
+    run.summary.merge(carried)
     position = offset + run.emitted_consumed
     status = COMPLETE if position >= size else PARTIAL  # an unterminated last line waits
     meta = metadata(status)

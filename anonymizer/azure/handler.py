@@ -17,11 +17,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobClient, BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from anonymizer.azure import clients, growing
+from anonymizer.azure.names import UnsafeName, check_name
 from anonymizer.azure.settings import Settings
 from anonymizer.engine import Engine
 from anonymizer.errors import AnonymizerError, ConfigurationError
@@ -81,14 +82,25 @@ class Handler:
 
     # -- one blob --------------------------------------------------------------------------------
     def handle(self, source: BlobClient) -> dict[str, Any] | None:
+        """Process one source blob and report it on the queue. Every failure a retry would meet
+        again (bad data under `fail`, a configuration or settings error, an unsafe name, an
+        unexpected error) is reported with status `failed`; only storage errors raise, so that
+        the host retries."""
         name = source.blob_name
         if not name.endswith(".ndjson"):
             log.info("skipped %s: not an .ndjson file", name)
             return None
         self._prepare()
         source = clients.tune_for_streaming(source)
-        destination = self.destination.get_blob_client(self.settings.destination_name(name))
+        destination_name = self.settings.destination_name(name)
+        destination: BlobClient | None = None
         try:
+            if self.settings.problem is not None:
+                kind, text = self.settings.problem
+                raise UnsafeName(text) if kind == "unsafe_name" else ConfigurationError(text)
+            check_name(name, "source")
+            check_name(destination_name, "destination")
+            destination = self.destination.get_blob_client(destination_name)
             outcome = growing.process(source, destination, self.engine_for, self.settings)
             message = self._message(
                 outcome.summary.to_dict(status=outcome.status, engine=outcome.engine),
@@ -100,30 +112,47 @@ class Handler:
             )
         except LineFault as fault:
             message = self._failure(source, destination, fault.kind, fault.line)
-        except ConfigurationError:
-            message = self._failure(source, destination, "configuration", None)
+        except ConfigurationError as exc:  # its message names what to fix, never content
+            log.error("%s: configuration error: %s", name, exc)
+            message = self._failure(source, destination, "configuration", None, str(exc))
+        except UnsafeName as exc:
+            log.error("%s: %s", name, exc)
+            message = self._failure(source, destination, "unsafe_name", None, str(exc))
         except AnonymizerError as exc:
             message = self._failure(source, destination, getattr(exc, "kind", type(exc).__name__), None)
+        except (AzureError, growing.Contention):
+            raise  # storage trouble: the host retries
+        except Exception as exc:  # a retry would fail again; only the type is logged (no content)
+            log.error("%s: internal error (%s)", name, type(exc).__name__)
+            message = self._failure(source, destination, "internal_error", None)
         self.send(message)
         log.info("%s: %s", name, message["status"])
         return message
 
-    def _failure(self, source: BlobClient, destination: BlobClient, kind: str, line: int | None) -> dict:
+    def _failure(
+        self,
+        source: BlobClient,
+        destination: BlobClient | None,
+        kind: str,
+        line: int | None,
+        text: str | None = None,
+    ) -> dict:
         message: dict[str, Any] = {"status": "failed"}
         try:
             engine = self.engine_for(None)
             message = Summary().to_dict(status="failed", engine=engine)
-        except ConfigurationError:
+        except Exception:
             pass
-        return self._message(
-            message, source, destination, None, None, None, error={"kind": kind, "line": line}
-        )
+        error: dict[str, Any] = {"kind": kind, "line": line}
+        if text is not None:
+            error["message"] = text
+        return self._message(message, source, destination, None, None, None, error=error)
 
     def _message(
         self,
         body: dict,
         source: BlobClient,
-        destination: BlobClient,
+        destination: BlobClient | None,
         source_etag: str | None,
         byte_range: tuple[int, int] | None,
         destination_etag: str | None,
@@ -137,8 +166,8 @@ class Handler:
             "range": list(byte_range) if byte_range else None,
         }
         message["destination"] = {
-            "container": destination.container_name,
-            "blob": destination.blob_name,
+            "container": self.settings.destination_container,
+            "blob": destination.blob_name if destination is not None else None,
             "etag": destination_etag,
         }
         if error is not None:

@@ -1,16 +1,23 @@
-"""The app settings of CONTRACT section 5, read from the environment."""
+"""The app settings of CONTRACT section 5, read from the environment.
+
+The storage connection is needed before anything can run or be reported: a missing one raises.
+Every other setting is the run's (`anonymizer.settings`, shared with the command line): a bad
+value there is kept as `problem` and reported on the queue for each blob (status `failed`, its
+message naming the setting), because the function can still say so.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
 
+from anonymizer.azure.names import UnsafeName, check_prefix
 from anonymizer.errors import ConfigurationError
-from anonymizer.stream import DEFAULT_MAX_LINE_BYTES
+from anonymizer.settings import RunSettings
 
 CONNECTION = "AzureWebJobsStorage"
+TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
 
 
 @dataclass(frozen=True)
@@ -19,69 +26,75 @@ class Settings:
     destination_container: str = "fhir-anonymized"
     destination_prefix: str = ""
     results_queue: str = "anonymization-results"
-    config: str | None = None  # path in the app, or an https:// blob URL; None: shipped Safe Harbor
     trigger_source: str = "EventGrid"
-    on_invalid_line: str = "drop"
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    checkpoint_bytes: int = 268_435_456
-    reference_date: date | None = None
+    run: RunSettings = field(default_factory=RunSettings)
+    # A run setting that is wrong: (kind, message) reported for every blob; None when all is well.
+    problem: tuple[str, str] | None = None
     connection_string: str | None = None
     blob_service_uri: str | None = None
     queue_service_uri: str | None = None
     credential: str | None = None
     client_id: str | None = None
 
+    # The run's settings, read where the growing-blob protocol needs them.
+    @property
+    def on_invalid_line(self) -> str:
+        return self.run.on_invalid_line
+
+    @property
+    def max_line_bytes(self) -> int:
+        return self.run.max_line_bytes
+
+    @property
+    def checkpoint_bytes(self) -> int:
+        return self.run.checkpoint_bytes
+
+    @property
+    def reference_date(self):
+        return self.run.reference_date
+
+    @property
+    def config(self) -> str | None:
+        return self.run.config
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-
-        def number(name: str, default: int) -> int:
-            text = env.get(name, "")
-            try:
-                value = int(text) if text else default
-            except ValueError:
-                raise ConfigurationError(f"{name} must be a whole number of bytes") from None
-            if value < 1:
-                raise ConfigurationError(f"{name} must be positive")
-            return value
-
-        reference = env.get("ANONYMIZER_REFERENCE_DATE") or None
+        source = env.get("ANONYMIZER_SOURCE_CONTAINER") or "fhir-export"
+        destination = env.get("ANONYMIZER_DESTINATION_CONTAINER") or "fhir-anonymized"
+        prefix = env.get("ANONYMIZER_DESTINATION_PREFIX", "")
+        problem: tuple[str, str] | None = None
+        run = RunSettings()
         try:
-            reference_date = date.fromisoformat(reference) if reference else None
-        except ValueError:
-            raise ConfigurationError("ANONYMIZER_REFERENCE_DATE must be YYYY-MM-DD") from None
-        on_invalid = env.get("ANONYMIZER_ON_INVALID_LINE", "drop") or "drop"
-        if on_invalid not in ("drop", "fail"):
-            raise ConfigurationError("ANONYMIZER_ON_INVALID_LINE must be drop or fail")
+            run = RunSettings.from_env(env)
+            check_prefix(prefix)
+            _check_containers(source, destination)
+        except UnsafeName as exc:
+            problem = ("unsafe_name", str(exc))
+        except ConfigurationError as exc:
+            problem = ("configuration", str(exc))
         settings = cls(
-            source_container=env.get("ANONYMIZER_SOURCE_CONTAINER") or "fhir-export",
-            destination_container=env.get("ANONYMIZER_DESTINATION_CONTAINER") or "fhir-anonymized",
-            destination_prefix=env.get("ANONYMIZER_DESTINATION_PREFIX", ""),
+            source_container=source,
+            destination_container=destination,
+            destination_prefix=prefix,
             results_queue=env.get("ANONYMIZER_RESULTS_QUEUE") or "anonymization-results",
-            config=env.get("ANONYMIZER_CONFIG") or None,
             trigger_source=env.get("ANONYMIZER_TRIGGER_SOURCE") or "EventGrid",
-            on_invalid_line=on_invalid,
-            max_line_bytes=number("ANONYMIZER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
-            checkpoint_bytes=number("ANONYMIZER_CHECKPOINT_BYTES", 268_435_456),
-            reference_date=reference_date,
+            run=run,
+            problem=problem,
             connection_string=env.get(CONNECTION) or None,
             blob_service_uri=env.get(f"{CONNECTION}__blobServiceUri") or None,
             queue_service_uri=env.get(f"{CONNECTION}__queueServiceUri") or None,
             credential=env.get(f"{CONNECTION}__credential") or None,
             client_id=env.get(f"{CONNECTION}__clientId") or None,
         )
-        settings.check()
+        settings.check_connection()
         return settings
 
-    def check(self) -> None:
-        if self.trigger_source not in ("EventGrid", "LogsAndContainerScan"):
-            raise ConfigurationError("ANONYMIZER_TRIGGER_SOURCE must be EventGrid or LogsAndContainerScan")
-        if self.destination_container == self.source_container:
-            # The trigger watches the whole source container: any destination inside it would
-            # trigger the function on its own output.
+    def check_connection(self) -> None:
+        if self.trigger_source not in TRIGGER_SOURCES:
             raise ConfigurationError(
-                "ANONYMIZER_DESTINATION_CONTAINER must differ from ANONYMIZER_SOURCE_CONTAINER "
-                f"({self.source_container!r}): the output would trigger the function again"
+                f"ANONYMIZER_TRIGGER_SOURCE must be EventGrid or LogsAndContainerScan, not "
+                f"{self.trigger_source!r}"
             )
         if not (self.connection_string or self.blob_service_uri):
             raise ConfigurationError(
@@ -91,3 +104,13 @@ class Settings:
 
     def destination_name(self, source_name: str) -> str:
         return f"{self.destination_prefix}{source_name}"
+
+
+def _check_containers(source: str, destination: str) -> None:
+    # The trigger watches the whole source container: any destination inside it would trigger
+    # the function on its own output, whatever the prefix.
+    if destination.lower() == source.lower():
+        raise ConfigurationError(
+            "ANONYMIZER_DESTINATION_CONTAINER must differ from ANONYMIZER_SOURCE_CONTAINER "
+            f"({source!r}): the output would trigger the function again"
+        )

@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from anonymizer.errors import InvalidInputError
-from anonymizer.jsonio import check_float, decimal_text
+from anonymizer.jsonio import check_float, checked_decimal, decimal_text
 
 # .NET String.Trim() removes Unicode White_Space per char.IsWhiteSpace; Python's str.strip() would
 # also strip U+001C..U+001F, so the set is explicit.
@@ -93,7 +93,7 @@ def _decimal(value: object) -> object:
         if not _DECIMAL_RE.fullmatch(text):
             raise _bad("decimal")
         try:
-            return Decimal(text)
+            return checked_decimal(text)
         except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid text
             raise _bad("decimal") from exc
     raise _bad("decimal")
