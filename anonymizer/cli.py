@@ -234,8 +234,8 @@ def cmd_anonymize(argv: list[str]) -> int:
     _check_folders(source, target, args.bulkData)
     _check_summary_path(args.summary)
     config_path = resolve_config(args.configFile, settings)
-    _say(args, f"configuration: {config_path}")
     engine = _load_engine(config_path, args, settings)
+    _say(args, f"configuration: {config_path}")
     result = run_folder(engine, source, target, _bulk_options(args, settings, bulk=args.bulkData))
     return _finish(result, engine, args)
 
@@ -300,10 +300,11 @@ def cmd_validate(argv: list[str]) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     config_path = resolve_config(args.configFile)
-    print(f"configuration: {config_path}")
     if not config_path.is_file():
         raise ConfigurationError(f"Configuration file not found: {config_path}")
-    report = validate_configuration(read_configuration_text(config_path))
+    raw = read_configuration_text(config_path)
+    print(f"configuration: {config_path}")
+    report = validate_configuration(raw)
     for message in report.errors:
         print(f"error: {message}")
     for message in report.warnings:

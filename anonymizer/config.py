@@ -323,7 +323,7 @@ def _validate_rule(rule: Any, number: int) -> list[str]:
             f"{', '.join(METHOD_NAMES)}{hint}"
         )
     for key in rule:
-        if key not in ("path", "method") and key not in RULE_SETTINGS.get(method, ()):
+        if key in RULE_KEYS and key not in ("path", "method") and key not in RULE_SETTINGS.get(method, ()):
             warnings.append(f"rule {number} ({path}): '{key}' means nothing to method {written}; ignored.")
     if method == "substitute" and "replaceWith" not in rule:
         raise ConfigurationError(f"Missing replaceWith value in substitution rule at {path}.")

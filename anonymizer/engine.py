@@ -194,13 +194,19 @@ def check_resource_type(resource: Any) -> str:
 
 def parse_document(data: bytes) -> Any:
     """Parse JSON text; InvalidInputError (raised outside the decoder's except block, so no
-    decoder error holding the text rides along as its context) when it is not JSON."""
+    decoder error holding the text rides along as its context) when it is not JSON (`not_json`,
+    `invalid_utf8`) or past the limits of jsonio (`too_deep`, `number_out_of_range`)."""
     try:
         resource = jsonio.loads(data)
     except ValueError:
         resource = _NOT_JSON
     if resource is _NOT_JSON:
-        raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_json")
+        try:
+            data.decode("utf-8")
+            kind = "not_json"
+        except UnicodeDecodeError:
+            kind = "invalid_utf8"
+        raise InvalidInputError("The input FHIR resource JSON is invalid.", kind=kind)
     return resource
 
 

@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 import threading
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,52 +19,24 @@ pytest.importorskip("azure.storage.blob")
 pytest.importorskip("azurefunctions.extensions.bindings.blob")
 
 from azure.storage.blob import BlobBlock, BlobServiceClient
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from anonymizer.azure import growing
 from anonymizer.azure.handler import Handler
 from anonymizer.azure.settings import Settings
-from tests.azurite import AzuriteMissing, running_azurite
+from tests.conftest import AZURE_CRYPTO_KEY, AZURE_DATE_KEY, queue_messages
 
 REPO = Path(__file__).resolve().parent.parent
-CRYPTO_KEY = "azure-test-crypto-hash-key-0001"
-DATE_KEY = "azure-test-date-shift-key-00001"
+CRYPTO_KEY = AZURE_CRYPTO_KEY
+DATE_KEY = AZURE_DATE_KEY
 DEMO = REPO / "anonymizer" / "demo" / "export"
 
 
-@pytest.fixture(scope="module")
-def azurite():
-    try:
-        with running_azurite() as connection:
-            yield connection
-    except AzuriteMissing as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture
-def env(azurite, monkeypatch):
-    suffix = uuid.uuid4().hex[:8]
-    values = {
-        "AzureWebJobsStorage": azurite,
-        "ANONYMIZER_SOURCE_CONTAINER": f"export-{suffix}",
-        "ANONYMIZER_DESTINATION_CONTAINER": f"anon-{suffix}",
-        "ANONYMIZER_RESULTS_QUEUE": f"results-{suffix}",
-        "ANONYMIZER_CRYPTO_HASH_KEY": CRYPTO_KEY,
-        "ANONYMIZER_DATE_SHIFT_KEY": DATE_KEY,
-        "ANONYMIZER_REFERENCE_DATE": "2026-01-01",
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    service = BlobServiceClient.from_connection_string(azurite)
-    service.create_container(values["ANONYMIZER_SOURCE_CONTAINER"])
-    return SimpleNamespace(service=service, connection=azurite, **{k.lower(): v for k, v in values.items()})
+def env(azure_env):
+    return azure_env
 
 
-def _messages(env) -> list[dict]:
-    queue = QueueClient.from_connection_string(
-        env.connection, env.anonymizer_results_queue, message_decode_policy=TextBase64DecodePolicy()
-    )
-    return [json.loads(m.content) for m in queue.receive_messages(max_messages=32)]
+_messages = queue_messages
 
 
 def _source(env, service=None):
