@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+from anonymizer import jsonio
+from anonymizer.errors import InvalidInputError
 
 SUBJECT_TYPES = ("Patient", "RelatedPerson", "Person")
 NON_SUBJECT_TYPES = ("Organization", "Practitioner", "Location", "PractitionerRole")
@@ -58,12 +59,14 @@ def read_folder(folder: Path) -> Iterator[Document]:
 
 
 def _parse(data: bytes) -> dict | None:
+    """A line as the engine would read it, or None: what the engine leaves out (not JSON, nested
+    past jsonio.MAX_DEPTH, a number out of range) is nothing to compare."""
     data = data.strip().removeprefix(b"\xef\xbb\xbf")
     if not data:
         return None
     try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        document = jsonio.loads(data)
+    except (ValueError, InvalidInputError):
         return None
     return document if type(document) is dict else None
 

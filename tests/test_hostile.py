@@ -253,9 +253,12 @@ def test_command_line_over_the_corpus(tmp_path, workers):
         out = (tmp_path / "out" / name).read_bytes()
         assert out.count(b"\n") == written
         assert b'"value":1' + b"0" * 400 + b"}" in out  # 1e400 kept, in plain decimal
-    one_file = json.loads((tmp_path / "s.json").read_text())
-    for kind in one_file["faults"].values():
-        assert {w["file"] for w in kind["first_lines"]} <= {"Hostile.ndjson", "Second.ndjson"}
+    # per kind, the first ten lines over both files, each with its file and absolute line number
+    both = {
+        k: [("Hostile.ndjson", n) for n in v] + [("Second.ndjson", n) for n in v] for k, v in faults.items()
+    }
+    got = {k: [(w["file"], w["line"]) for w in v["first_lines"]] for k, v in summary["faults"].items()}
+    assert got == {k: v[:10] for k, v in both.items()}
     everything = result.stdout.decode() + result.stderr.decode() + (tmp_path / "s.json").read_text()
     everything += "".join(p.read_text(errors="replace") for p in (tmp_path / "out").iterdir())
     _no_canary(everything, len(lines))
