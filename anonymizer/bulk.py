@@ -30,11 +30,11 @@ from typing import Any
 from anonymizer import jsonio
 from anonymizer.engine import Context, Engine, check_resource_type, parse_document
 from anonymizer.errors import ConfigurationError, InvalidInputError, ProcessingError
+from anonymizer.lines import file_chunks
 from anonymizer.stream import DEFAULT_MAX_LINE_BYTES, LineFault, anonymize_stream
 from anonymizer.summary import Summary
 
 log = logging.getLogger("anonymizer.bulk")
-READ_CHUNK = 1 << 20
 
 
 @dataclass
@@ -125,19 +125,10 @@ def input_files(source: Path, *, bulk: bool, recursive: bool) -> list[Path]:
 def read_chunks(
     path: Path, start: int = 0, end: int | None = None, progress: Callable[[int], None] | None = None
 ) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        handle.seek(start)
-        remaining = None if end is None else end - start
-        while remaining is None or remaining > 0:
-            size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-            chunk = handle.read(size)
-            if not chunk:
-                return
-            if remaining is not None:
-                remaining -= len(chunk)
-            if progress is not None:
-                progress(len(chunk))
-            yield chunk
+    for chunk in file_chunks(path, start, end):
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
 
 
 # -- temporary files ---------------------------------------------------------------------------------

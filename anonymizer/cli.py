@@ -318,6 +318,20 @@ def cmd_validate(argv: list[str]) -> int:
     return EXIT_USAGE if errors else EXIT_OK
 
 
+def _verify_reader(location: str) -> Any:
+    """A folder's reader, or a container's through the configured storage (`container:NAME`)."""
+    from anonymizer import verify
+
+    if location.startswith("container:"):
+        from anonymizer.azure.verify_source import read_container  # the Azure SDK only here
+
+        return read_container(location.removeprefix("container:"))
+    folder = Path(location)
+    if not folder.is_dir():
+        raise UsageError(f"{location} is neither a folder nor container:NAME[/PREFIX]")
+    return verify.read_folder(folder)
+
+
 def cmd_verify(argv: list[str]) -> int:
     from anonymizer import verify
 
@@ -336,11 +350,8 @@ def cmd_verify(argv: list[str]) -> int:
     logging.basicConfig(level=logging.ERROR)
     if args.html and not Path(args.html).parent.is_dir():
         raise UsageError(f"--html {args.html}: the folder {Path(args.html).parent} does not exist")
-    try:
-        source, destination = verify.open_location(args.source), verify.open_location(args.destination)
-        report = verify.verify(source, destination, min_k=args.min_k)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    source, destination = _verify_reader(args.source), _verify_reader(args.destination)
+    report = verify.verify(source, destination, min_k=args.min_k)
     if args.html:
         Path(args.html).write_text(verify.render_html(report), encoding="utf-8")
     print(json.dumps(report.to_dict(), indent=2) if args.json else verify.render_text(report))

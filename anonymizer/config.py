@@ -1,9 +1,9 @@
 """Loading and validating Microsoft's anonymizer configuration format, unmodified.
 
-Validation follows the reference's order and messages (reference section 1.4); the first failure
-raises ConfigurationError. Keys are resolved as CONTRACT section 3 says: the `keys` argument, then
-the ANONYMIZER_*_KEY environment variables, then the file; a key that a rule needs and that is
-empty is an error unless random keys are allowed explicitly.
+Validation follows the reference's order and messages (docs/reference.md section 1); the first
+failure raises ConfigurationError. Each method checks its own rule settings (`check_rule`, beside
+its code in anonymizer.methods); the catalog of methods is handed in. Keys are resolved by
+anonymizer.keys (docs/contract.md section 3).
 
 Beyond the reference, which ignores what it does not know, a typo must never change the output
 silently: an unknown key that is a near miss of a known one (another case, or at most two edits
@@ -15,32 +15,24 @@ error listing the allowed values; a JSON syntax error says where it is.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from anonymizer import jsonc
+from anonymizer import jsonc, keys
 from anonymizer.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from anonymizer.minimum import MinimumNecessary
 
 log = logging.getLogger("anonymizer.config")
 
-# The reference's methods as its documentation spells them (matched case-insensitively).
-METHOD_NAMES = ("keep", "redact", "dateShift", "cryptoHash", "encrypt", "substitute", "perturb", "generalize")
-METHODS = tuple(name.lower() for name in METHOD_NAMES)
-KEY_PARAMETERS = {
-    "cryptoHashKey": "ANONYMIZER_CRYPTO_HASH_KEY",
-    "dateShiftKey": "ANONYMIZER_DATE_SHIFT_KEY",
-    "encryptKey": "ANONYMIZER_ENCRYPT_KEY",
-}
 DATE_SHIFT_SCOPES = ("resource", "file", "folder", "patient")
 PROCESSING_ERRORS = ("raise", "skip")
 # `description` documents a profile (the reference ignores unknown keys; we do not warn about it).
@@ -58,16 +50,24 @@ PARAMETER_KEYS = (
     "restrictedZipCodeTabulationAreas",
     "customSettings",
 )
-# Rule keys are read case-sensitively by the reference. What each method reads besides path/method:
-RULE_SETTINGS = {
-    "substitute": ("replaceWith",),
-    "perturb": ("span", "rangeType", "roundTo"),
-    "generalize": ("cases", "otherValues"),
-}
-RULE_KEYS = ("path", "method", *(key for keys in RULE_SETTINGS.values() for key in keys))
-FINGERPRINT_MESSAGE = b"fhir-anonymize key fingerprint"
-WEAK_KEY_BYTES = 16
-EXTENSION_KEYS = ("minimumNecessary",)  # our namespaced extension (issue: minimum necessary)
+EXTENSION_KEYS = ("minimumNecessary",)  # our namespaced extension (docs/contract.md section 1)
+
+
+class MethodSpec(Protocol):
+    """What configuration checking needs of a method (anonymizer.methods implements it; the
+    catalog is handed in by the engine, which knows both)."""
+
+    name: ClassVar[str]  # as the reference's documentation spells it ("dateShift")
+    settings: ClassVar[tuple[str, ...]]  # the rule keys it reads besides path and method
+
+    @classmethod
+    def check_rule(cls, rule: dict, path: str) -> None: ...
+
+    @classmethod
+    def key_needed(cls, parameters: Parameters) -> str | None: ...
+
+
+MethodCatalog = Mapping[str, type[MethodSpec]]  # by lower-case name
 
 
 def _failed(why: str = "") -> ConfigurationError:
@@ -120,24 +120,14 @@ def _unknown_keys(
         warnings.append(f"{where}: unknown key '{key}' is ignored.")
 
 
-def key_fingerprint(key: str) -> str:
-    return hmac.new(key.encode("utf-8"), FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
-
-
-@dataclass
-class KeyInfo:
-    fingerprint: str
-    source: str  # argument | env | file | random
-
-
 @dataclass
 class Parameters:
-    date_shift_key: str = ""
+    """The configuration's `parameters`, typed; keys by their names in anonymizer.keys."""
+
+    keys: dict[str, str] = field(default_factory=dict, repr=False)
     date_shift_scope: str = "resource"
     date_shift_fixed_offset: int | None = None
     date_shift_range: int = 50
-    crypto_hash_key: str = ""
-    encrypt_key: str = ""
     partial_ages: bool = False
     partial_dates: bool = False
     partial_zip_codes: bool = False
@@ -145,22 +135,9 @@ class Parameters:
     custom_settings: dict | None = None
     reference_date: date = field(default_factory=lambda: datetime.now(UTC).date())
 
-    @cached_property
-    def _hasher(self):
-        from anonymizer.methods.cryptohash import Hmac256
-
-        return Hmac256(self.crypto_hash_key)
-
-    def hasher(self):
-        """One HMAC (with its cache) per engine, shared by every cryptoHash rule."""
-        return self._hasher
-
-    @cached_property
-    def date_shift_offsets(self):
-        """One offset table (with its cache) per engine, shared by every dateShift rule."""
-        from anonymizer.methods.dateshift import DateShiftOffsets
-
-        return DateShiftOffsets(self.date_shift_key or "")
+    def key(self, name: str) -> str:
+        """The key in use (never logged), "" when none is set."""
+        return self.keys.get(name, "")
 
 
 @dataclass
@@ -170,21 +147,15 @@ class Configuration:
     processing_errors: str = "raise"
     fhir_version: str | None = None
     warnings: list[str] = field(default_factory=list)
-    keys: dict[str, KeyInfo] = field(default_factory=dict)
+    keys: dict[str, keys.KeyInfo] = field(default_factory=dict)
     digest: str = ""
-    extensions: dict[str, Any] = field(default_factory=dict)
     random_keys: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
-    minimum: Any = None  # anonymizer.minimum.MinimumNecessary, when the extension is present
+    minimum: MinimumNecessary | None = None
 
     def resolved_keys(self) -> dict[str, str]:
         """The keys in use (for worker processes of the same run; never logged)."""
-        values = {
-            "cryptoHashKey": self.parameters.crypto_hash_key,
-            "dateShiftKey": self.parameters.date_shift_key,
-            "encryptKey": self.parameters.encrypt_key,
-        }
-        return {name: value for name, value in values.items() if value}
+        return {name: value for name, value in self.parameters.keys.items() if value}
 
 
 def read_configuration_text(path: str | os.PathLike[str]) -> Any:
@@ -262,8 +233,8 @@ def _string(value: Any, name: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _net_to_string(value: Any) -> str:
-    """`object.ToString()` of a rule setting as .NET prints it."""
+def setting_text(value: Any) -> str:
+    """`object.ToString()` of a rule setting as .NET prints it (the reference reads settings so)."""
     if value is True:
         return "True"
     if value is False:
@@ -300,106 +271,36 @@ def _parses(expression: str) -> bool:
     return True
 
 
-def _validate_rule(rule: Any, number: int) -> list[str]:
+def _validate_rule(rule: Any, number: int, methods: MethodCatalog) -> list[str]:
     warnings: list[str] = []
+    settings_keys = tuple(key for spec in methods.values() for key in spec.settings)
     if isinstance(rule, dict):
         # Before the reference's checks: `Path` or `methd` would otherwise read as a rule
         # without path or method.
-        _unknown_keys(rule, RULE_KEYS, f"rule {number}", warnings, case_sensitive=True)
+        known = ("path", "method", *settings_keys)
+        _unknown_keys(rule, known, f"rule {number}", warnings, case_sensitive=True)
     if not isinstance(rule, dict) or "path" not in rule or "method" not in rule:
         raise ConfigurationError("Missing path or method in Fhir path rule config.")
-    path = _net_to_string(rule["path"])
-    written = _net_to_string(rule["method"])
-    method = written.lower()
+    path = setting_text(rule["path"])
+    written = setting_text(rule["method"])
+    spec = methods.get(written.lower())
     if not _plainly_valid(path) and not _parses(path):
         raise ConfigurationError(f"Invalid FHIR path {path}")
-    if method not in METHODS:
-        meant = near_miss(written, METHOD_NAMES)
+    if spec is None:
+        names = tuple(m.name for m in methods.values())
+        meant = near_miss(written, names)
         hint = f" (did you mean '{meant}'?)" if meant else ""
         # The reference warns here and fails when a resource meets the rule; a rule that cannot
         # run is refused before any data.
         raise ConfigurationError(
             f"Unknown anonymization method '{written}' in rule {number} ({path}): use one of "
-            f"{', '.join(METHOD_NAMES)}{hint}"
+            f"{', '.join(names)}{hint}"
         )
     for key in rule:
-        if key in RULE_KEYS and key not in ("path", "method") and key not in RULE_SETTINGS.get(method, ()):
+        if key in settings_keys and key not in spec.settings:
             warnings.append(f"rule {number} ({path}): '{key}' means nothing to method {written}; ignored.")
-    if method == "substitute" and "replaceWith" not in rule:
-        raise ConfigurationError(f"Missing replaceWith value in substitution rule at {path}.")
-    if method == "substitute" and _depth(rule["replaceWith"]) > MAX_REPLACEMENT_DEPTH:
-        raise ConfigurationError(
-            f"The replaceWith value at {path} is nested deeper than {MAX_REPLACEMENT_DEPTH} levels"
-        )
-    if method == "perturb":
-        _validate_perturb(rule, path)
-    if method == "generalize":
-        _validate_generalize(rule, path)
+    spec.check_rule(rule, path)  # the method's own settings (the reference's ValidateRuleSettings)
     return warnings
-
-
-# A replacement is written into a resource at some depth; with the input's limit (jsonio.MAX_DEPTH,
-# 128) the output stays within what can be written (254 levels).
-MAX_REPLACEMENT_DEPTH = 64
-
-
-def _depth(value: Any) -> int:
-    """Nesting of objects and arrays (without recursion: the value may be nested thousands deep)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            if level > MAX_REPLACEMENT_DEPTH:
-                break
-            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def _validate_perturb(rule: dict, path: str) -> None:
-    if "roundTo" in rule:
-        try:
-            round_to = int(_net_to_string(rule["roundTo"]).strip())
-        except ValueError:
-            round_to = -1
-        if not 0 <= round_to <= 28:
-            raise ConfigurationError(f"RoundTo value is invalid at {path}.")
-    if "span" not in rule:
-        raise ConfigurationError(f"Span value is required in perturb rule at {path}.")
-    try:
-        span = float(_net_to_string(rule["span"]).strip())
-    except ValueError:
-        span = -1.0
-    if not span >= 0:
-        raise ConfigurationError(f"Span value is invalid at {path}.")
-    if "rangeType" in rule:
-        range_type = rule["rangeType"]
-        if not isinstance(range_type, str) or range_type.lower() not in ("fixed", "proportional"):
-            raise ConfigurationError(f"RangeType value is invalid at {path}.")
-
-
-def _validate_generalize(rule: dict, path: str) -> None:
-    if "cases" not in rule:
-        raise ConfigurationError("Missing cases in FHIR path rule config.")
-    cases = rule["cases"]
-    if isinstance(cases, str):
-        try:
-            cases = jsonc.loads(cases)
-        except ValueError:
-            cases = None
-    if not isinstance(cases, dict):
-        raise ConfigurationError(f"Invalid Json format {_net_to_string(rule['cases'])}")
-    for key, value in cases.items():
-        if not (_parses(key) and _parses(_net_to_string(value))):
-            raise ConfigurationError(f"Invalid cases expression [{key}, {_net_to_string(value)}]")
-    if "otherValues" in rule:
-        other = _net_to_string(rule["otherValues"])
-        if other.lower() not in ("redact", "keep"):
-            raise ConfigurationError(f"OtherValues setting is invalid at {other}.")
-
-
-def _methods_used(rules: list[dict]) -> set[str]:
-    return {_net_to_string(rule["method"]).lower() for rule in rules}
 
 
 def config_digest(raw: dict) -> str:
@@ -408,7 +309,7 @@ def config_digest(raw: dict) -> str:
     params = next((v for k, v in blanked.items() if k.lower() == "parameters"), None)
     if isinstance(params, dict):
         for name in list(params):
-            if name.lower() in {k.lower() for k in KEY_PARAMETERS}:
+            if name.lower() in {k.lower() for k in keys.NAMES}:
                 params[name] = ""
     canonical = json.dumps(blanked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -417,11 +318,14 @@ def config_digest(raw: dict) -> str:
 def build_configuration(
     raw: Any,
     *,
+    methods: MethodCatalog,
     keys: Mapping[str, str] | None = None,
     allow_random_keys: bool = False,
     reference_date: date | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Configuration:
+    """Check a parsed configuration and resolve its keys. `methods` is the catalog of methods
+    (anonymizer.methods.REGISTRY; the engine passes it)."""
     if not isinstance(raw, dict):
         raise _failed("the configuration must be a JSON object")
     environ = os.environ if environ is None else environ
@@ -467,7 +371,7 @@ def build_configuration(
     if rules is None:
         raise ConfigurationError("The configuration is invalid, please specify any fhirPathRules")
     for number, rule in enumerate(rules, 1):
-        warnings.extend(_validate_rule(rule, number))
+        warnings.extend(_validate_rule(rule, number, methods))
 
     config = Configuration(
         rules=rules,
@@ -476,16 +380,18 @@ def build_configuration(
         fhir_version=version,
         warnings=warnings,
         digest=config_digest(raw),
-        extensions={k: raw[k] for k in EXTENSION_KEYS if k in raw},
         raw=raw,
     )
     if "minimumNecessary" in raw:
+        # (its filters need fhirpathpy, about 25 ms to import: only when a profile has them)
         from anonymizer.minimum import MinimumNecessary
 
         config.minimum = MinimumNecessary(raw["minimumNecessary"])
-    _resolve_keys(config, _ci(params_raw), keys or {}, environ, allow_random_keys)
-    if parameters.encrypt_key:
-        bits = len(parameters.encrypt_key.encode("utf-8")) * 8
+    needed = {methods[setting_text(rule["method"]).lower()].key_needed(parameters) for rule in rules}
+    _resolve_keys(config, _ci(params_raw), keys or {}, environ, allow_random_keys, needed)
+    encrypt_key = parameters.key("encryptKey")
+    if encrypt_key:
+        bits = len(encrypt_key.encode("utf-8")) * 8
         if bits not in (128, 192, 256):
             raise ConfigurationError(
                 f"Invalid encrypt key size : {bits} bits! Please provide key sizes of 128, 192 or 256 bits."
@@ -526,51 +432,24 @@ def _parameters(params: dict[str, tuple[str, Any]], reference_date: date | None)
     return out
 
 
-def _needed_keys(config: Configuration) -> set[str]:
-    used = _methods_used(config.rules)
-    needed = set()
-    if "cryptohash" in used:
-        needed.add("cryptoHashKey")
-    if "encrypt" in used:
-        needed.add("encryptKey")
-    if "dateshift" in used and config.parameters.date_shift_fixed_offset is None:
-        needed.add("dateShiftKey")
-    return needed
-
-
-_ATTRIBUTES = {
-    "cryptoHashKey": "crypto_hash_key",
-    "dateShiftKey": "date_shift_key",
-    "encryptKey": "encrypt_key",
-}
-
-
 def _resolve_keys(
     config: Configuration,
     params: dict[str, tuple[str, Any]],
-    keys: Mapping[str, str],
+    given: Mapping[str, str],
     environ: Mapping[str, str],
     allow_random: bool,
+    needed: set[str | None],
 ) -> None:
-    needed = _needed_keys(config)
-    for name, variable in KEY_PARAMETERS.items():
-        value, source = keys.get(name) or "", "argument"
-        if not value:
-            value, source = environ.get(variable, ""), "env"
-        if not value:
-            value, source = _string(_get(params, name), name), "file"
+    for name in keys.NAMES:
+        value, source = keys.find(name, given, environ, _string(_get(params, name), name))
         if not value and name in needed:
             if not allow_random:
-                raise ConfigurationError(
-                    f"The parameter {name} is empty but a rule needs it: set {variable} "
-                    f"(or '{name}' in the configuration's parameters), or pass --allow-random-keys "
-                    "for a throw-away run."
-                )
-            value, source = secrets.token_hex(16), "random"
+                raise ConfigurationError(keys.missing_key_message(name))
+            value, source = keys.random_key(), keys.RANDOM
             config.random_keys = True
         if not value:
             continue
-        if len(value.encode("utf-8")) < WEAK_KEY_BYTES:
-            config.warnings.append(f"The key {name} is shorter than {WEAK_KEY_BYTES} bytes.")
-        setattr(config.parameters, _ATTRIBUTES[name], value)
-        config.keys[name] = KeyInfo(key_fingerprint(value), source)
+        if keys.is_weak(value):
+            config.warnings.append(f"The key {name} is shorter than {keys.WEAK_KEY_BYTES} bytes.")
+        config.parameters.keys[name] = value
+        config.keys[name] = keys.KeyInfo(keys.fingerprint(value), source)

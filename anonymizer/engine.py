@@ -1,27 +1,37 @@
-"""The engine: a configuration compiled once, applied to one resource at a time."""
+"""The engine: a configuration compiled once into a plan, applied to one resource at a time.
+
+An engine may be shared by threads (the Function keeps one per worker process and runs two blobs
+at once): its compiled rules and plan never change once built (plan.py builds the plan lazily,
+under a lock), and what a walk learns while running lives in a `Runtime` of each thread
+(walker.py), made on the thread's first resource.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from anonymizer import jsonio
-from anonymizer.config import Configuration, build_configuration, parse_json, read_configuration_text
+from anonymizer.config import Configuration, parse_json, read_configuration_text
+from anonymizer.config import build_configuration as _build_configuration
 from anonymizer.errors import InvalidInputError, ProcessingError
 from anonymizer.labels import empty_resource
-from anonymizer.methods import load_methods
-from anonymizer.methods.base import ResourceState
+from anonymizer.methods import REGISTRY
+from anonymizer.methods.base import Method, ResourceState
 from anonymizer.plan import ResourcePlanBuilder, compile_rules
 from anonymizer.r4 import model
 from anonymizer.r4.compartment import patient_id_of
 from anonymizer.r4.model import is_resource_type
-from anonymizer.reuse import ReusePool
-from anonymizer.walker import Walk
+from anonymizer.shapes import CodeCache
+from anonymizer.walker import Runtime, Walk
 
 ENGINE_VERSION = "0.1.0"
+
+Methods = Mapping[str, type[Method]]
 
 
 @dataclass(frozen=True)
@@ -32,18 +42,29 @@ class Context:
     folder_name: str | None = None
 
 
+def build_configuration(raw: Any, *, methods: Methods = REGISTRY, **options: Any) -> Configuration:
+    """config.build_configuration with the methods of anonymizer.methods (or others)."""
+    return _build_configuration(raw, methods=methods, **options)
+
+
 class Engine:
     version = ENGINE_VERSION
 
-    def __init__(self, config: Configuration) -> None:
-        load_methods()
+    def __init__(
+        self, config: Configuration, *, methods: Methods = REGISTRY, generated_code: bool = True
+    ) -> None:
+        """`generated_code=False` runs the plan with the walker's interpreter only (shapes.py
+        generates no code): slower, the same output (tests compare the two)."""
         self.config = config
         self.parameters = config.parameters
-        self.rules = compile_rules(config.rules, config.parameters)
-        self._plans: dict[str, ResourcePlanBuilder] = {}
-        self._reuse_pool = ReusePool()
-        self._patient_scope = config.parameters.date_shift_scope == "patient"
+        self.rules = compile_rules(config.rules, config.parameters, methods)
         self.minimum = config.minimum
+        self.generated_code = generated_code
+        self._plans: dict[str, ResourcePlanBuilder] = {}
+        self._plans_lock = threading.Lock()
+        self._codes = CodeCache()
+        self._threads = threading.local()  # each thread's Runtime
+        self._patient_scope = config.parameters.date_shift_scope == "patient"
 
     @classmethod
     def from_file(
@@ -53,12 +74,16 @@ class Engine:
         keys: Mapping[str, str] | None = None,
         allow_random_keys: bool = False,
         reference_date: date | None = None,
+        methods: Methods = REGISTRY,
+        generated_code: bool = True,
     ) -> Engine:
         return cls.from_dict(
             read_configuration_text(path),
             keys=keys,
             allow_random_keys=allow_random_keys,
             reference_date=reference_date,
+            methods=methods,
+            generated_code=generated_code,
         )
 
     @classmethod
@@ -69,14 +94,19 @@ class Engine:
         keys: Mapping[str, str] | None = None,
         allow_random_keys: bool = False,
         reference_date: date | None = None,
+        methods: Methods = REGISTRY,
+        generated_code: bool = True,
     ) -> Engine:
         if isinstance(config, str):
             config = parse_json(config)
-        return cls(
-            build_configuration(
-                config, keys=keys, allow_random_keys=allow_random_keys, reference_date=reference_date
-            )
+        configuration = build_configuration(
+            config,
+            methods=methods,
+            keys=keys,
+            allow_random_keys=allow_random_keys,
+            reference_date=reference_date,
         )
+        return cls(configuration, methods=methods, generated_code=generated_code)
 
     @property
     def reference_date(self) -> date:
@@ -85,10 +115,20 @@ class Engine:
     def plan_for(self, resource_type: str) -> ResourcePlanBuilder:
         plan = self._plans.get(resource_type)
         if plan is None:
-            applicable = [rule for rule in self.rules if rule.applies_to(resource_type)]
-            plan = ResourcePlanBuilder(resource_type, applicable, self._reuse_pool)
-            self._plans[resource_type] = plan
+            with self._plans_lock:
+                plan = self._plans.get(resource_type)
+                if plan is None:
+                    applicable = [rule for rule in self.rules if rule.applies_to(resource_type)]
+                    plan = self._plans[resource_type] = ResourcePlanBuilder(resource_type, applicable)
         return plan
+
+    def runtime(self) -> Runtime:
+        """This thread's runtime for this engine."""
+        try:
+            return self._threads.runtime
+        except AttributeError:
+            runtime = self._threads.runtime = Runtime(self._codes, generated_code=self.generated_code)
+            return runtime
 
     def drop_reason(self, resource: dict) -> str | None:
         """Why the minimum-necessary extension keeps this resource from leaving, or None."""
@@ -159,7 +199,7 @@ class Engine:
             state.folder_name = context.folder_name
         if self._patient_scope and type(resource) is dict:
             state.patient_id = patient_id_of(resource)
-        return Walk(self.plan_for, state).resource(resource)
+        return Walk(self.plan_for, state, self.runtime()).resource(resource)
 
     def anonymize_json(
         self, text: str | bytes, context: Context | None = None, *, pretty: bool = False
@@ -175,10 +215,10 @@ class Engine:
 def check_value_as(type_key: str, value: Any) -> None:
     """Raise InvalidInputError unless `value` reads as an element of the complex type (a FHIR
     type name or a backbone key such as 'Patient.contact'), as the run parses it."""
-    load_methods()
     builder = ResourcePlanBuilder("Basic", [])
-    node = builder.node(model.complex_type(type_key), frozenset(), None)
-    Walk(lambda resource_type: builder, ResourceState()).object(value, node)
+    plan = builder.node(model.complex_type(type_key), frozenset(), None)
+    runtime = Runtime(CodeCache(), generated_code=False)
+    Walk(lambda resource_type: builder, ResourceState(), runtime).object(value, runtime.node(plan))
 
 
 def check_resource_type(resource: Any) -> str:

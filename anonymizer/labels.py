@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -60,18 +61,14 @@ def format_last_updated(value: str) -> str:
     return text + ("+00:00" if offset in (None, "Z") else offset)
 
 
-_ADDED: dict[int, tuple[dict, ...]] = {}
-
-
-def _labels_for(ops: int) -> tuple[dict, ...]:
-    found = _ADDED.get(ops)
-    if found is None:
-        found = _ADDED[ops] = tuple(coding for op, coding in LABELS if op & ops)
-    return found
+# The codings added for each combination of operations (seven bits: 128 of them), made once.
+_ADDED: tuple[tuple[dict, ...], ...] = tuple(
+    tuple(coding for op, coding in LABELS if op & ops) for ops in range(1 << len(LABELS))
+)
 
 
 def add_security_labels(resource: dict, ops: int) -> None:
-    labels = _labels_for(ops)
+    labels = _ADDED[ops]
     meta = resource.get("meta")
     if not meta:  # the common case in exports without meta.security: append a new meta
         resource["meta"] = {"security": [dict(coding) for coding in labels]}
@@ -88,21 +85,26 @@ def add_security_labels(resource: dict, ops: int) -> None:
     resource["meta"] = rebuilt  # in place if it existed, appended last otherwise
 
 
-_SHARED_METAS: dict[tuple[bytes, int], dict] = {}
-_SHARED_METAS_LIMIT = 1024
+class SharedMetas:
+    """Labelled metas a thread made for outputs serialised at once (reuse.py): exports repeat the
+    same meta tag, so a meta seen before with the same operations takes the labelled meta made
+    then. One per thread's runtime (the objects are shared by that thread's outputs only)."""
+
+    LIMIT = 1024
+
+    __slots__ = ("last", "table")
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[bytes, int], dict] = {}
+        # The last one: its walk output (one object while reuse.py remembers it), operations and
+        # labelled result; held, so `is` cannot meet a recycled object.
+        self.last: tuple[Any, int, dict] = (None, 0, {})
 
 
-# The last shared meta: its walk output (one object while reuse.py remembers it), operations,
-# and labelled result; held, so `is` cannot meet a recycled object.
-_last_shared: tuple[Any, int, dict] = (None, 0, {})
-
-
-def add_shared_security_labels(resource: dict, ops: int) -> None:
-    """add_security_labels for outputs serialised at once (reuse.py): a meta seen before with
-    the same operations takes the labelled meta made then (exports repeat the same meta tag)."""
-    global _last_shared
+def add_shared_security_labels(resource: dict, ops: int, metas: SharedMetas) -> None:
+    """add_security_labels for outputs serialised at once, sharing labelled metas (SharedMetas)."""
     meta = resource.get("meta")
-    last_meta, last_ops, labelled = _last_shared
+    last_meta, last_ops, labelled = metas.last
     if meta is last_meta and ops == last_ops and labelled:
         resource["meta"] = labelled  # in place if it existed, appended last otherwise
         return
@@ -111,26 +113,20 @@ def add_shared_security_labels(resource: dict, ops: int) -> None:
         add_security_labels(resource, ops)
         return
     key = (text, ops)
-    found = _SHARED_METAS.get(key)
+    table = metas.table
+    found = table.get(key)
     if found is None:
         add_security_labels(resource, ops)
-        if len(_SHARED_METAS) >= _SHARED_METAS_LIMIT:
-            _SHARED_METAS.clear()
-        found = _SHARED_METAS[key] = resource["meta"]
+        if len(table) >= metas.LIMIT:
+            table.clear()
+        found = table[key] = resource["meta"]
     else:
         resource["meta"] = found  # in place if it existed, appended last otherwise
-    _last_shared = (meta, ops, found)
+    metas.last = (meta, ops, found)
 
 
-_META_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
+@lru_cache(maxsize=256)
 def _meta_order(keys: tuple[str, ...]) -> tuple[str, ...]:
     """The reference's order of meta's keys, `security` included (a few key sets repeat)."""
-    found = _META_ORDERS.get(keys)
-    if found is None:
-        present = {*keys, "security"}
-        found = tuple(k for name in META_ORDER for k in (name, "_" + name) if k in present)
-        if len(_META_ORDERS) < 256:
-            _META_ORDERS[keys] = found
-    return found
+    present = {*keys, "security"}
+    return tuple(k for name in META_ORDER for k in (name, "_" + name) if k in present)

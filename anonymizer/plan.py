@@ -1,4 +1,4 @@
-"""Compiling the rules into a plan, once per configuration.
+"""Compiling the rules into a plan, once per engine; the plan never changes once built.
 
 "The first rule to reach a node wins and claims its subtree" (reference section 3.4) depends only
 on the rule paths, the element names and types along the way, so the winner of every element is
@@ -11,26 +11,37 @@ resource; recursive types (Extension.extension) make the plan a graph.
 Rules that the automaton cannot decide (`where(...)` and other FHIRPath) are evaluated per
 resource with fhirpathpy (compiled once per rule); their matches override the static winner of
 exactly the nodes they name (the walker asks `with_winner`).
+
+Threads share one plan. Building it lazily is the one deliberate loop (a plan node's slots and the
+nodes below them are made when first met): every addition happens under the builder's lock, and
+what is added never changes afterwards. What the engine learns while running (generated code,
+reuse caches) lives in the walker's per-thread runtime, not here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from anonymizer.errors import ConfigurationError, InvalidInputError
-from anonymizer.methods.base import APPLY, CLAIMED, REMOVED, Method, recording_root_id
+from anonymizer.errors import InvalidInputError
+from anonymizer.methods.base import (
+    APPLY,
+    CLAIMED,
+    REMOVED,
+    ComplexAction,
+    Method,
+    PrimitiveAction,
+    ResourceState,
+    Shared,
+)
 from anonymizer.methods.dates import DATE_TYPES
 from anonymizer.methods.dateshift import DateShiftMethod
 from anonymizer.paths import BY_TYPE, CHILD, IS_TYPE, RulePath, parse_rule_path
 from anonymizer.r4 import model
 from anonymizer.r4.model import PRIMITIVE, PRIMITIVE_SHADOW, ComplexType, Element
 from anonymizer.r4.primitives import NORMALIZERS
-from anonymizer.reuse import ReusePool
-
-if TYPE_CHECKING:
-    from anonymizer.shapes import UnionShape
 
 State = tuple[int, int, bool]  # (rule index, selector position, searching descendants)
 Winner = tuple[int, int] | None  # (rule index, APPLY | CLAIMED | REMOVED)
@@ -38,25 +49,29 @@ Winner = tuple[int, int] | None  # (rule index, APPLY | CLAIMED | REMOVED)
 _GENERIC_RESOURCES = ("", "Resource", "DomainResource")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompiledRule:
     index: int
     path: RulePath
     method_name: str
-    method: Method | None  # None: a method the reference does not know
+    method: Method
     evaluate: Callable[[dict], list] | None = None  # dynamic rules only
 
     def applies_to(self, resource_type: str) -> bool:
         return self.path.resource_type in _GENERIC_RESOURCES or self.path.resource_type == resource_type
 
 
-def compile_rules(rules: list[dict], parameters: Any) -> list[CompiledRule]:
+def compile_rules(
+    rules: list[dict], parameters: Any, methods: Mapping[str, type[Method]]
+) -> list[CompiledRule]:
+    """The configuration's rules with their methods made (rules were checked when the
+    configuration was built: every method is in `methods`)."""
+    shared = Shared(parameters)  # what the rules of this engine share (one HMAC, one offset table)
     compiled = []
     for index, rule in enumerate(rules):
         path = parse_rule_path(str(rule["path"]))
         method_name = str(rule["method"]).lower()
-        method_cls = Method.registry.get(method_name)
-        method = method_cls(rule, parameters, index) if method_cls is not None else None
+        method = methods[method_name](rule, parameters, index, shared)
         evaluate = None
         if path.kind == "dynamic":
             # fhirpathpy (about 25 ms to import) only for configurations that need it
@@ -67,23 +82,41 @@ def compile_rules(rules: list[dict], parameters: Any) -> list[CompiledRule]:
     return compiled
 
 
-def _drop(value: Any, state: Any) -> None:
+def _drop(value: Any, state: ResourceState) -> None:
     return None
 
 
-def _counted(action: Callable) -> Callable:
+def _counted(action: PrimitiveAction) -> PrimitiveAction:
     """The action of a method whose results equal values need not share: counted, so that the
     subtree around it is not reused (reuse.py)."""
 
-    def varying_action(value: Any, state: Any) -> Any:
+    def varying_action(value: Any, state: ResourceState) -> Any:
         state.varying += 1
         return action(value, state)
 
     return varying_action
 
 
+def recording_root_id(action: PrimitiveAction) -> PrimitiveAction:
+    """The action on a resource's id, recording the root's id before and after it: date shifts
+    read them (ResourceState.root_id, root_id_out), and most roots write their id before their
+    dates."""
+    if getattr(action, "removes", None) is not None:
+        return action  # generated code removes the value without calling the action
+
+    def act_on_root_id(value: Any, state: ResourceState) -> Any:
+        result = action(value, state)
+        if state.is_root:
+            state.root_id_raw = value
+            state.root_id_written = "" if result is None else str(result)
+        return result
+
+    return act_on_root_id
+
+
 class Slot:
-    """How one JSON property of a plan node is processed (see walker.py)."""
+    """How one JSON property of a plan node is processed (see walker.py), decided once. It is the
+    `Site` methods see (methods/base.py)."""
 
     __slots__ = (
         "action",
@@ -92,6 +125,8 @@ class Slot:
         "complex_action",
         "element",
         "is_list",
+        "is_primitive",
+        "is_shadow",
         "json_key",
         "kind",
         "normalize",
@@ -102,43 +137,56 @@ class Slot:
         "winner",
     )
 
-    def __init__(self, element: Element, kind: int) -> None:
+    def __init__(
+        self,
+        element: Element,
+        kind: int,
+        *,
+        builder: ResourcePlanBuilder | None = None,
+        parent: PlanNode | None = None,
+        is_shadow: bool = False,
+        states: frozenset[State] = frozenset(),
+        winner: Winner = None,
+        action: PrimitiveAction | None = None,
+        child: PlanNode | None = None,
+        shadow: PlanNode | None = None,
+        complex_action: ComplexAction | None = None,
+    ) -> None:
         self.element = element
         self.kind = kind
         self.json_key = element.json_key
         self.is_list = element.is_list
         self.shadow_key = "_" + element.json_key
-        self.winner: Winner = None
-        self.action: Callable | None = None
-        self.child: PlanNode | None = None
-        self.shadow: PlanNode | None = None
+        self.is_shadow = is_shadow  # the slot of the `_x` key (an object: id and extensions)
+        self.is_primitive = kind == PRIMITIVE and not is_shadow
         self.normalize = NORMALIZERS.get(element.type_name)
-        self.complex_action: Callable | None = None
-        self.builder: ResourcePlanBuilder | None = None
-        self.states: frozenset[State] = frozenset()
-        self.parent: PlanNode | None = None
+        self.builder = builder
+        self.parent = parent
+        self.states = states
+        self.winner = winner
+        self.action = action
+        self.child = child
+        self.shadow = shadow
+        self.complex_action = complex_action
 
     def with_winner(self, rule_index: int) -> Slot:
         """This slot as it is when a dynamic rule matched its node."""
+        assert self.builder is not None
         return self.builder.slot_with_winner(self, rule_index)
+
+    def inner(self, key: str) -> Slot:
+        """The slot of property `key` of an object at this slot (methods/base.py `Site`)."""
+        node = self.shadow if self.is_shadow else self.child
+        if node is None:
+            raise InvalidInputError("The input FHIR resource is invalid: a value was expected, not an object")
+        return node[key]
 
 
 class PlanNode(dict):
-    """Slots by JSON key, built on first use. Unknown keys are invalid FHIR."""
+    """Slots by JSON key, built on first use (under the builder's lock). Unknown keys are invalid
+    FHIR."""
 
-    __slots__ = (
-        "builder",
-        "cache",
-        "ctype",
-        "hits",
-        "is_resource",
-        "misses",
-        "shapes",
-        "sightings",
-        "states",
-        "union",
-        "winner",
-    )
+    __slots__ = ("builder", "ctype", "is_resource", "states", "winner")
 
     def __init__(
         self,
@@ -154,39 +202,37 @@ class PlanNode(dict):
         self.winner = winner
         self.builder = builder
         self.is_resource = is_resource
-        self.shapes: dict[tuple[str, ...], Callable] = {}  # generated walk code (shapes.py)
-        self.sightings: dict[tuple[str, ...], int] = {}  # key sequences not compiled yet
-        self.union: UnionShape | None = None  # the code covering most of them (shapes.py)
-        # Remembered outputs of repeated subtrees (reuse.py); nested resources are never reused.
-        self.cache = None if is_resource else builder.reuse_pool.new_cache()
-        self.hits = self.misses = 0
 
     def __missing__(self, key: str) -> Slot:
-        slot = self.builder.make_slot(self, key)
-        self[key] = slot
-        return slot
+        with self.builder.lock:
+            found = dict.get(self, key)
+            if found is None:
+                found = self.builder.make_slot(self, key)
+                self[key] = found
+            return found
 
     def with_winner(self, rule_index: int) -> PlanNode:
         return self.builder.node_with_winner(self, rule_index)
+
+    # Identity, not content: plan nodes are keys of the walker's per-thread state.
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
 
 class ResourcePlanBuilder:
     """Plan nodes for the rules that apply to one resource type."""
 
-    def __init__(
-        self, resource_type: str, rules: list[CompiledRule], reuse_pool: ReusePool | None = None
-    ) -> None:
+    def __init__(self, resource_type: str, rules: list[CompiledRule]) -> None:
         self.resource_type = resource_type
-        self.reuse_pool = reuse_pool or ReusePool()
         self.rules = rules
         self.by_index = {rule.index: rule for rule in rules}
         self.dynamic_rules = [r for r in rules if r.path.kind == "dynamic"]
+        self.lock = threading.RLock()  # every addition to this plan happens under it
         self._nodes: dict[tuple, PlanNode] = {}
         self._blocked_cache: dict[int, frozenset[str]] = {}
         self._nested_claims: dict[tuple[int, str], int | None] = {}
-        for rule in rules:
-            if rule.method is None:
-                raise ConfigurationError(f"Anonymization method {rule.method_name.upper()} not supported.")
         self.root, self.root_winner = self._root()
 
     # -- the automaton -------------------------------------------------------------------------
@@ -309,8 +355,11 @@ class ResourcePlanBuilder:
         key = (ctype.key, states, winner, is_resource)
         found = self._nodes.get(key)
         if found is None:
-            found = PlanNode(ctype, states, winner, self, is_resource)
-            self._nodes[key] = found
+            with self.lock:
+                found = self._nodes.get(key)
+                if found is None:
+                    found = PlanNode(ctype, states, winner, self, is_resource)
+                    self._nodes[key] = found
         return found
 
     def make_slot(self, node: PlanNode, key: str) -> Slot:
@@ -318,52 +367,58 @@ class ResourcePlanBuilder:
             return Slot(Element("resourceType", key, "code", False, -1, None), -1)
         if key == "fhir_comments":
             return Slot(Element(key, key, "string", False, -2, None), -2)
-        json_key = key[1:] if key.startswith("_") else key
+        is_shadow = key.startswith("_")
+        json_key = key[1:] if is_shadow else key
         element = node.ctype.elements.get(json_key)
-        if element is None or (key.startswith("_") and element.kind != PRIMITIVE):
+        if element is None or (is_shadow and element.kind != PRIMITIVE):
             raise InvalidInputError(
                 "The input FHIR resource is invalid: Type checking the data: Encountered unknown "
                 f"element '{key}' at {node.ctype.key}"
             )
-        return self._slot(node, element, node.winner)
+        return self._slot(node, element, node.winner, is_shadow=is_shadow)
 
     def _slot(
-        self, node: PlanNode, element: Element, inherited: Winner, extra_match: int | None = None
+        self,
+        node: PlanNode,
+        element: Element,
+        inherited: Winner,
+        extra_match: int | None = None,
+        *,
+        is_shadow: bool = False,
     ) -> Slot:
-        slot = Slot(element, element.kind)
-        slot.builder = self
-        slot.parent = node
-        stepped = self._step(node.states, element.name)
-        slot.states = frozenset(stepped)
-        if element.kind == model.RESOURCE:
-            return slot  # nested resources are processed on their own (see walker)
-        matched, out = self._closure(stepped, element.type_name, element.name)
-        if extra_match is not None:
-            matched.add(extra_match)
-        winner = self._child_winner(inherited, node.ctype.type_name, matched)
-        slot.winner = winner
-        pruned = self._prune(out, winner)
-        if element.kind == PRIMITIVE:
-            slot.action = self._primitive_action(element, node.ctype.type_name, winner)
-            if node.is_resource and element.name == "id" and slot.action is not None:
-                slot.action = recording_root_id(slot.action)
-            slot.shadow = self.node(PRIMITIVE_SHADOW, pruned, self._below(winner, element))
-        else:
-            slot.child = self.node(model.complex_type(element.complex_key), pruned, winner)
+        with self.lock:
+            stepped = self._step(node.states, element.name)
+            states = frozenset(stepped)
+            made = {"builder": self, "parent": node, "is_shadow": is_shadow, "states": states}
+            if element.kind == model.RESOURCE:
+                return Slot(element, element.kind, **made)  # nested resources: processed on their own
+            matched, out = self._closure(stepped, element.type_name, element.name)
+            if extra_match is not None:
+                matched.add(extra_match)
+            winner = self._child_winner(inherited, node.ctype.type_name, matched)
+            pruned = self._prune(out, winner)
+            if element.kind == PRIMITIVE:
+                action = self._primitive_action(element, node.ctype.type_name, winner)
+                if node.is_resource and element.name == "id" and action is not None:
+                    action = recording_root_id(action)
+                shadow = self.node(PRIMITIVE_SHADOW, pruned, self._below(winner, element))
+                return Slot(element, element.kind, winner=winner, action=action, shadow=shadow, **made)
+            assert element.complex_key is not None
+            ctype = model.complex_type(element.complex_key)
+            complex_action = None
             if winner is not None and winner[1] == APPLY:
-                method = self.by_index[winner[0]].method
-                slot.complex_action = method.complex_action(element)
-                if slot.complex_action is not None:
-                    slot.child = self.node(
-                        model.complex_type(element.complex_key), pruned, (winner[0], CLAIMED)
-                    )
-        return slot
+                complex_action = self.by_index[winner[0]].method.complex_action(element)
+            # A method that takes the whole node: its children are the rule's (CLAIMED).
+            child = self.node(ctype, pruned, winner if complex_action is None else (winner[0], CLAIMED))
+            return Slot(
+                element, element.kind, winner=winner, child=child, complex_action=complex_action, **made
+            )
 
     def _below(self, winner: Winner, element: Element) -> Winner:
         """The winner of a primitive's own children (`id`, `extension` in its `_x` shadow)."""
         return self._child_winner(winner, element.type_name, set())
 
-    def _primitive_action(self, element: Element, parent_type: str, winner: Winner) -> Callable | None:
+    def _primitive_action(self, element: Element, parent_type: str, winner: Winner) -> PrimitiveAction | None:
         if winner is not None and winner[1] == REMOVED:
             return _drop
         if winner is None or winner[1] != APPLY:
@@ -391,7 +446,11 @@ class ResourcePlanBuilder:
     def slot_with_winner(self, slot: Slot, rule_index: int) -> Slot:
         if slot.winner is not None and slot.winner[0] <= rule_index:
             return slot
-        return self._slot(slot.parent, slot.element, slot.parent.winner, extra_match=rule_index)
+        assert slot.parent is not None
+        parent = slot.parent
+        return self._slot(
+            parent, slot.element, parent.winner, extra_match=rule_index, is_shadow=slot.is_shadow
+        )
 
     def claim_for_nested(self, slot: Slot, resource_type: str) -> int | None:
         """A container's rule that matches a nested resource node itself (`nodesByType('Patient')`
@@ -399,6 +458,7 @@ class ResourcePlanBuilder:
         content as part of the container."""
         key = (id(slot), resource_type)
         if key not in self._nested_claims:
-            matched, _ = self._closure(set(slot.states), resource_type, slot.element.name)
-            self._nested_claims[key] = min(matched) if matched else None
+            with self.lock:
+                matched, _ = self._closure(set(slot.states), resource_type, slot.element.name)
+                self._nested_claims[key] = min(matched) if matched else None
         return self._nested_claims[key]

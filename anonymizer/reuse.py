@@ -10,13 +10,14 @@ object without being walked again.
 
 Only the streaming core asks for it (`ResourceState.reuse`): outputs then share objects with
 each other and with their input, which is harmless when they are serialised at once. Memory stays
-bounded: small subtrees only, a cap per node, and a byte budget per engine after which every
-cache starts afresh. A node whose subtrees rarely repeat stops caching.
+bounded: small subtrees only, a cap per node, and a byte budget per thread's runtime after which
+every cache starts afresh. A node whose subtrees rarely repeat stops caching. The caches are learnt
+while running, so they are a thread's own (shapes.NodeRun): threads never share an output object.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 MAX_KEY_BYTES = 512  # larger subtrees are walked every time
 CHECK_EVERY = 64  # misses between looks at a node's hit rate
@@ -33,7 +34,7 @@ Entry = tuple[Any, int]  # (output, label operations)
 
 
 class ReusePool:
-    """The memory budget shared by the caches of one engine's plan nodes."""
+    """The memory budget shared by the caches of one thread's plan nodes."""
 
     def __init__(self, budget: int = BUDGET_BYTES) -> None:
         self.budget = budget
@@ -53,8 +54,16 @@ class ReusePool:
             self.used = size
 
 
-def remember(node: Any, key: bytes, result: Any, ops: int, varied: bool) -> None:
-    """Record one walked subtree under `node` (a PlanNode with `cache`, `hits`, `misses`)."""
+class Remembering(Protocol):
+    """A node's reuse state (shapes.NodeRun)."""
+
+    cache: dict[bytes, Entry] | None
+    hits: int
+    misses: int
+
+
+def remember(node: Remembering, key: bytes, result: Any, ops: int, varied: bool, pool: ReusePool) -> None:
+    """Record one walked subtree under `node`."""
     cache = node.cache
     if cache is None:  # stopped while this subtree was walked (recursive types)
         return
@@ -70,4 +79,4 @@ def remember(node: Any, key: bytes, result: Any, ops: int, varied: bool) -> None
     if varied or len(key) > MAX_KEY_BYTES:
         return
     cache[key] = (result, ops)
-    node.builder.reuse_pool.charge(ENTRY_FACTOR * len(key))
+    pool.charge(ENTRY_FACTOR * len(key))

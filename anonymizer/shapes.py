@@ -12,14 +12,23 @@ The shapes of one node mostly differ by optional elements in FHIR's element orde
 or without `diagnosis`), so one node's code covers the union of its shapes when their orders
 agree: keys that some shape lacks are looked up with `get`. A shape whose order conflicts gets
 code of its own.
+
+Generated code is learnt while running, so it lives per thread (`NodeRun`, one per plan node in a
+thread's runtime), as do the sightings it is generated from and the recent dates it accepts. The
+compiled code objects, a pure function of the generated text, are shared by an engine's threads
+(`CodeCache`), and their text is registered with `linecache`: a traceback through generated code
+shows its source.
 """
 
 from __future__ import annotations
 
+import itertools
+import linecache
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -28,7 +37,9 @@ from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE
 from anonymizer.r4.primitives import ACCEPTED_AS_IS, NORMALIZERS
 
 if TYPE_CHECKING:
-    from anonymizer.plan import PlanNode
+    from anonymizer.methods.base import ResourceState
+    from anonymizer.plan import PlanNode, Slot
+    from anonymizer.reuse import ReusePool
 
 MAX_SHAPES = 256
 # Sightings of a key sequence before its code is generated (compiling costs 0.1-2 ms by the
@@ -40,9 +51,24 @@ COMPILE_AT = 16
 MAX_OPTIONAL = 16
 _STRING_NORMALIZER = NORMALIZERS["string"]
 _dumps = orjson.dumps  # the reuse key (one global lookup on the hot path)
-_ACCEPTED_LATELY: dict[str, set[str]] = {name: set() for name in ACCEPTED_AS_IS}
 
-ShapeFunction = Callable[[dict, dict, Any, Any], "dict | None"]
+
+class ShapeWalker(Protocol):
+    """What generated code calls back for keys it does not handle inline (walker.Walk)."""
+
+    def primitive(self, obj: dict, key: str, value: Any, slot: Slot, out: dict) -> None: ...
+
+    def complex(self, obj: dict, key: str, value: Any, slot: Slot, out: dict) -> None: ...
+
+    def nested(self, value: Any, slot: Slot, out: dict) -> None: ...
+
+    def object(self, obj: Any, node: NodeRun, out: dict | None = None) -> dict | None: ...
+
+    def reuse_miss(self, value: dict, node: NodeRun, key: bytes) -> dict | None: ...
+
+
+# (input object, output object, walker, resource state) -> the output, or None when empty
+ShapeFunction = Callable[[dict, dict, ShapeWalker, "ResourceState"], "dict | None"]
 
 
 @dataclass(slots=True)
@@ -55,7 +81,59 @@ class UnionShape:
     function: ShapeFunction
 
 
-def covering_code(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction | None:
+class NodeRun:
+    """What one thread learns about one plan node while running: generated code per key sequence,
+    the sequences seen but not compiled yet, the union code, and the node's reuse cache with its
+    hit rate (reuse.py). Nested resources are never reused (`cache` None)."""
+
+    __slots__ = ("cache", "hits", "misses", "plan", "shapes", "sightings", "union")
+
+    def __init__(self, plan: PlanNode, cache: dict | None) -> None:
+        self.plan = plan
+        self.shapes: dict[tuple[str, ...], ShapeFunction] = {}
+        self.sightings: dict[tuple[str, ...], int] = {}
+        self.union: UnionShape | None = None
+        self.cache = cache
+        self.hits = self.misses = 0
+
+
+class CodeCache:
+    """Compiled code objects by generated text, shared by an engine's threads (a pure function
+    of the text: plan nodes of one type under different parents mostly generate the same text,
+    their constants differ). Each text is registered with linecache under a name of its own."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._codes: dict[tuple[str, str], CodeType] = {}
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
+
+    def compiled(self, source: str, name: str) -> CodeType:
+        code = self._codes.get((source, name))
+        if code is None:
+            with self._lock:
+                code = self._codes.get((source, name))
+                if code is None:
+                    if len(self._codes) >= self.LIMIT:
+                        self._codes.clear()
+                    filename = f"<shape {name} #{next(self._numbers)}>"
+                    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+                    code = self._codes[source, name] = compile(source, filename, "exec")
+        return code
+
+
+class ShapeRuntime(Protocol):
+    """The part of a thread's runtime generated code binds (walker.Runtime)."""
+
+    codes: CodeCache
+    accepted: dict[str, set[str]]
+    pool: ReusePool
+
+    def node(self, plan: PlanNode) -> NodeRun: ...
+
+
+def covering_code(node: NodeRun, shape: tuple[str, ...]) -> ShapeFunction | None:
     """The node's union code, if it covers this key sequence."""
     union = node.union
     if union is None or not union.required.issubset(shape):
@@ -69,7 +147,7 @@ def covering_code(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction | Non
     return union.function
 
 
-def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
+def compile_shape(node: NodeRun, shape: tuple[str, ...], runtime: ShapeRuntime) -> ShapeFunction:
     """Code for `shape`: the node's union grown by it (and by the other shapes met so far, so
     that their variants need no code of their own), or code for it alone when their orders
     conflict. Raises InvalidInputError for a key that is not an element of the node's type."""
@@ -77,24 +155,25 @@ def compile_shape(node: PlanNode, shape: tuple[str, ...]) -> ShapeFunction:
     if union is None:
         order, required = shape, frozenset(shape)
     else:
-        order = _merged(union.order, shape)
+        merged = _merged(union.order, shape)
         required = union.required.intersection(shape)
-        if order is None or len(order) - len(required) > MAX_OPTIONAL:
-            return _generate(node, shape, frozenset(shape))
+        if merged is None or len(merged) - len(required) > MAX_OPTIONAL:
+            return _generate(node, shape, frozenset(shape), runtime)
+        order = merged
     for other in node.sightings:
         grown = _merged(order, other)
         fewer = required.intersection(other)
-        if grown is not None and len(grown) - len(fewer) <= MAX_OPTIONAL and _are_elements(node, other):
+        if grown is not None and len(grown) - len(fewer) <= MAX_OPTIONAL and _are_elements(node.plan, other):
             order, required = grown, fewer
-    function = _generate(node, order, required)
+    function = _generate(node, order, required, runtime)
     node.union = UnionShape(order, {key: i for i, key in enumerate(order)}, required, function)
     return function
 
 
-def _are_elements(node: PlanNode, keys: tuple[str, ...]) -> bool:
+def _are_elements(plan: PlanNode, keys: tuple[str, ...]) -> bool:
     try:
         for key in keys:
-            node[key]
+            plan[key]
     except InvalidInputError:
         return False
     return True
@@ -120,11 +199,14 @@ def _merged(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...] 
     return tuple(merged)
 
 
-def _generate(node: PlanNode, order: tuple[str, ...], required: frozenset[str]) -> ShapeFunction:
+def _generate(
+    node: NodeRun, order: tuple[str, ...], required: frozenset[str], runtime: ShapeRuntime
+) -> ShapeFunction:
     constants: dict[str, Any] = {"CHILD": walk_child}
     lines = ["def walk_shape(obj, out, walk, state):"]
+    plan = node.plan
     for number, key in enumerate(order):
-        slot = node[key]
+        slot = plan[key]
         kind = slot.kind
         constants[f"S{number}"] = slot
         k = repr(key)
@@ -136,9 +218,11 @@ def _generate(node: PlanNode, order: tuple[str, ...], required: frozenset[str]) 
         elif kind == PRIMITIVE and slot.is_list:
             lines += _primitive_list(number, k, fetch, slot, constants)
         elif kind == PRIMITIVE:
-            lines += _primitive(number, k, fetch, slot, constants)
+            lines += _primitive(number, k, fetch, slot, constants, runtime)
         elif kind == COMPLEX and slot.complex_action is None:
-            lines += _complex(number, k, fetch, slot, constants)
+            assert slot.child is not None
+            constants[f"C{number}"] = runtime.node(slot.child)
+            lines += _complex(number, k, fetch, slot)
         elif kind == COMPLEX:
             lines += _unless_none(fetch, f"walk.complex(obj, {k}, v, S{number}, out)")
         elif kind == RESOURCE:
@@ -146,7 +230,7 @@ def _generate(node: PlanNode, order: tuple[str, ...], required: frozenset[str]) 
         # resourceType (written first by the caller) and fhir_comments (dropped): nothing
     lines.append("    return out or None")
     namespace: dict[str, Any] = dict(constants)
-    exec(_compiled("\n".join(lines), f"<shape {node.ctype.key}>"), namespace)
+    exec(runtime.codes.compiled("\n".join(lines) + "\n", plan.ctype.key), namespace)
     return namespace["walk_shape"]
 
 
@@ -154,21 +238,9 @@ def _unless_none(fetch: str, call: str) -> list[str]:
     return [f"    v = {fetch}", "    if v is not None:", f"        {call}"]
 
 
-_CODE: dict[tuple[str, str], CodeType] = {}
-
-
-def _compiled(source: str, name: str) -> CodeType:
-    # Plan nodes of one type under different parents mostly generate the same text (their
-    # constants differ, not their names): about half the shapes of a run are compiled once.
-    code = _CODE.get((source, name))
-    if code is None:
-        if len(_CODE) >= 4096:
-            _CODE.clear()
-        code = _CODE[source, name] = compile(source, name, "exec")
-    return code
-
-
-def _primitive(number: int, k: str, fetch: str, slot: Any, constants: dict[str, Any]) -> list[str]:
+def _primitive(
+    number: int, k: str, fetch: str, slot: Slot, constants: dict[str, Any], runtime: ShapeRuntime
+) -> list[str]:
     """A single primitive: values the normaliser would return unchanged are kept inline (strings
     without .NET whitespace at their ends, dates the regex or the recent set accepts); anything
     else (whitespace to trim, a list, a wrong type) goes to walk.primitive."""
@@ -188,7 +260,7 @@ def _primitive(number: int, k: str, fetch: str, slot: Any, constants: dict[str, 
         # Dates repeat (a whole encounter's observations share one time): the ones accepted
         # lately are remembered, the others told by one regex.
         constants[f"F{number}"] = ACCEPTED_AS_IS[slot.element.type_name]
-        constants[f"M{number}"] = _ACCEPTED_LATELY[slot.element.type_name]
+        constants[f"M{number}"] = runtime.accepted[slot.element.type_name]
         return [
             f"    v = {fetch}",
             f"    if type(v) is str and v in M{number}:",
@@ -213,7 +285,7 @@ def _primitive(number: int, k: str, fetch: str, slot: Any, constants: dict[str, 
     ]
 
 
-def _keep(number: int, k: str, slot: Any, constants: dict[str, Any], indent: str) -> list[str]:
+def _keep(number: int, k: str, slot: Slot, constants: dict[str, Any], indent: str) -> list[str]:
     """Code for a valid value `v`: the slot's action, then `out`."""
     removes = getattr(slot.action, "removes", None)
     if removes is not None:  # the value is validated, then removed
@@ -225,7 +297,7 @@ def _keep(number: int, k: str, slot: Any, constants: dict[str, Any], indent: str
     return [f"{indent}v = A{number}(v, state)", f"{indent}if v is not None:", f"{indent}    out[{k}] = v"]
 
 
-def _primitive_list(number: int, k: str, fetch: str, slot: Any, constants: dict[str, Any]) -> list[str]:
+def _primitive_list(number: int, k: str, fetch: str, slot: Slot, constants: dict[str, Any]) -> list[str]:
     """A repeating primitive without its `_x` shadow: each value normalised and acted on, the
     ones left kept (walk.primitive_list without the shadow's bookkeeping)."""
     constants[f"N{number}"] = slot.normalize
@@ -254,7 +326,7 @@ def _primitive_list(number: int, k: str, fetch: str, slot: Any, constants: dict[
     ]
 
 
-def walk_child(value: dict, node: PlanNode, walk: Any, state: Any) -> dict | None:
+def walk_child(value: dict, node: NodeRun, walk: ShapeWalker, state: ResourceState) -> dict | None:
     """A complex child (a dict) under its plan node, where no dynamic rule matched: its
     remembered output when the same text came before (reuse.py), else its generated code.
     Generated code calls this rather than holding it inline: a dozen lines less per complex
@@ -277,8 +349,7 @@ def _child(number: int, value: str, indent: str) -> list[str]:
     return [f"{indent}r = CHILD({value}, C{number}, walk, state)"]
 
 
-def _complex(number: int, k: str, fetch: str, slot: Any, constants: dict[str, Any]) -> list[str]:
-    constants[f"C{number}"] = slot.child
+def _complex(number: int, k: str, fetch: str, slot: Slot) -> list[str]:
     if slot.is_list:
         return [
             f"    v = {fetch}",

@@ -1,21 +1,21 @@
 """The storage-independent streaming core: NDJSON byte chunks in, anonymized NDJSON chunks out.
 
-Lines may be split across chunks; `\\n` and `\\r\\n` endings, a UTF-8 BOM at the start, blank lines
-and a last line without newline are handled. Memory holds one chunk and one line at a time. Each
-bad line is classified (CONTRACT section 7) with its absolute line number and, under `drop`, left
-out while everything else is written; under `fail` the run stops at that line with LineFault.
-Nothing of a line's content reaches a log, an exception or the summary.
+Lines come from the one line splitter (lines.py: chunk boundaries, BOM, CRLF, blank and over-long
+lines, a last line without newline, a line a previous run counted). Memory holds one chunk and one
+line at a time. Each bad line is classified (docs/contract.md section 7) with its absolute line
+number and, under `drop`, left out while everything else is written; under `fail` the run stops at
+that line with LineFault. Nothing of a line's content reaches a log, an exception or the summary.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from anonymizer import jsonio
 from anonymizer.errors import AnonymizerError, ConfigurationError, InvalidInputError, ProcessingError
+from anonymizer.lines import FAULTED, GARBLED, PROCESSED, LineSplitter
 from anonymizer.r4.model import is_resource_type
 from anonymizer.settings import DEFAULT_MAX_LINE_BYTES
 from anonymizer.summary import Summary
@@ -23,12 +23,12 @@ from anonymizer.summary import Summary
 if TYPE_CHECKING:
     from anonymizer.engine import Context, Engine
 
+__all__ = ["FAULTED", "PROCESSED", "LineFault", "StreamRun", "anonymize_stream"]
+
 log = logging.getLogger("anonymizer.stream")
 
 _FLUSH_BYTES = 1 << 16
-_BOM = b"\xef\xbb\xbf"
 _SPACE = frozenset(b" \t\r\n\f\v")
-_NEWLINE = ord("\n")
 
 
 class LineFault(AnonymizerError):
@@ -40,19 +40,11 @@ class LineFault(AnonymizerError):
         self.line = line
 
 
-# An input that may grow (a blob `$export` commits again and again) can end inside a line this run
-# already counted: a whole object without its newline yet (processed), or an over-long line (a
-# fault). The next run, told so, reads the bytes up to the first newline as that line's rest.
-PROCESSED = "processed"
-FAULTED = "faulted"
-
-
 class StreamRun:
     """Iterate to get output chunks; afterwards `summary`, `consumed` (input bytes up to the end
-    of the last processed line, from `start_offset`), `next_line` and `open_line` (PROCESSED or
-    FAULTED when the input ended inside a line already counted, else None) are final.
-    `continues` says the previous run ended so: its bytes up to the first newline belong to line
-    `start_line - 1` (whitespace there is that line's end; anything else makes it `not_json`)."""
+    of the last processed line, from `start_offset`), `next_line` and `open_line` (lines.py:
+    PROCESSED or FAULTED when the input ended inside a line already counted, else None) are final.
+    `continues` says the previous run ended so (lines.py)."""
 
     def __init__(
         self,
@@ -68,114 +60,63 @@ class StreamRun:
         file: str | None = None,
         continues: str | None = None,
     ) -> None:
-        self._chunks = chunks
         self.engine = engine
         self.context = context
         self.start_offset = start_offset
         self.on_invalid_line = on_invalid_line
-        self.max_line_bytes = max_line_bytes
-        self.input_complete = input_complete
-        # The name faults carry (CONTRACT section 6): a relative path or a blob name.
+        # The name faults carry (docs/contract.md section 6): a relative path or a blob name.
         self.file = file or (context.file_name if context is not None else None) or "-"
-        if continues not in (None, PROCESSED, FAULTED):
-            raise ValueError(f"continues must be {PROCESSED!r}, {FAULTED!r} or None")
-        self.continues = continues if start_offset > 0 else None
-        self.open_line: str | None = None
+        self._lines = LineSplitter(
+            chunks,
+            start_offset=start_offset,
+            max_line_bytes=max_line_bytes,
+            input_complete=input_complete,
+            continues=continues,
+        )
         self.summary = Summary()
-        self.consumed = 0
         self.next_line = start_line
         # What the output yielded so far covers (for checkpoints and interrupted reads).
         self.emitted_consumed = 0
         self.emitted_next_line = start_line
 
+    @property
+    def consumed(self) -> int:
+        return self._lines.consumed
+
+    @property
+    def open_line(self) -> str | None:
+        return self._lines.open_line
+
     def __iter__(self) -> Iterator[bytes]:
         out: list[bytes] = []
         size = 0
         process = self._process
-        for line in self._lines():
-            if type(line) is int:  # a line over the size limit: only its length
-                self.consumed += line
-                result = process(None)
-            else:
-                self.consumed += len(line)
+        lines = self._lines
+        summary = self.summary
+        for line in lines:
+            if type(line) is bytes:
+                faulted = summary.faulted_lines if lines.last_open else 0
                 result = process(line)
+                if lines.last_open:  # an unterminated last line, and more may follow
+                    lines.open_line = FAULTED if summary.faulted_lines > faulted else PROCESSED
+            elif line is GARBLED:  # the rest of the line before the first: it is not JSON
+                self._fault_at("not_json", self.next_line - 1)
+                continue
+            else:  # a line over the size limit: only its length
+                result = process(None)
             self.next_line += 1
             if result is not None:
                 out.append(result)
                 size += len(result)
                 if size >= _FLUSH_BYTES:
-                    self.emitted_consumed, self.emitted_next_line = self.consumed, self.next_line
+                    self.emitted_consumed, self.emitted_next_line = lines.consumed, self.next_line
                     yield b"".join(out)
                     out, size = [], 0
-        self.emitted_consumed, self.emitted_next_line = self.consumed, self.next_line
+        self.emitted_consumed, self.emitted_next_line = lines.consumed, self.next_line
         if out:
             yield b"".join(out)
-        self.summary.input_bytes = self.consumed
-        self.summary.finish()
-
-    # -- splitting -----------------------------------------------------------------------------
-    def _lines(self) -> Iterator[bytes | int]:
-        """Each line with its `\\n` (the input's last line may have none); for a line over the
-        size limit, the number of bytes it took."""
-        rest = b""  # the start of a line the next chunk continues
-        bom = self.start_offset == 0  # a BOM may start the input, perhaps split across chunks
-        skipped = -1  # inside an over-long line: its bytes so far, discarded up to its end
-        limit = self.max_line_bytes + 1  # with the `\n`
-        continuing = self.continues
-        for chunk in self._chunks:
-            if not chunk:
-                continue
-            if continuing is not None:
-                chunk, continuing = self._continuation(chunk, continuing)
-                if not chunk:
-                    continue
-            data = rest + chunk if rest else chunk
-            rest = b""
-            if bom:
-                if len(data) < len(_BOM) and _BOM.startswith(data):
-                    rest = data
-                    continue
-                bom = False
-                if data.startswith(_BOM):
-                    data = data[len(_BOM) :]
-                    self.consumed += len(_BOM)
-            # BytesIO finds line ends with memchr: several times faster than bytes.split.
-            for line in io.BytesIO(data):
-                if line[-1] != _NEWLINE:
-                    rest = line
-                elif skipped >= 0:
-                    yield skipped + len(line)
-                    skipped = -1
-                else:
-                    yield line if len(line) <= limit else len(line)
-            if skipped >= 0 or len(rest) >= limit:
-                skipped = max(skipped, 0) + len(rest)
-                rest = b""
-        if continuing is not None:  # no newline yet: the line goes on in the next run
-            self.open_line = continuing
-        elif skipped >= 0:
-            if not self.input_complete:
-                self.open_line = FAULTED
-            yield skipped + len(rest)
-        elif rest and (self.input_complete or _complete_object(rest)):
-            faulted = self.summary.faulted_lines
-            yield rest
-            if not self.input_complete:
-                self.open_line = FAULTED if self.summary.faulted_lines > faulted else PROCESSED
-        # otherwise an unterminated last line is held back for the next run
-
-    def _continuation(self, chunk: bytes, state: str) -> tuple[bytes, str | None]:
-        """Consume the rest of the line the previous run ended in; returns what follows it and
-        the state still open (None once its newline came)."""
-        end = chunk.find(b"\n")
-        piece = chunk if end < 0 else chunk[: end + 1]
-        self.consumed += len(piece)
-        if state == PROCESSED and piece.strip():
-            # The object already written is followed by more text on its line: as one line, it
-            # is not JSON (the command line, reading the whole file, says the same of it).
-            state = FAULTED
-            self._fault_at("not_json", self.next_line - 1)
-        return (b"", state) if end < 0 else (chunk[end + 1 :], None)
+        summary.input_bytes = lines.consumed
+        summary.finish()
 
     # -- one line ------------------------------------------------------------------------------
     def _process(self, line: bytes | None) -> bytes | None:
@@ -268,17 +209,6 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _complete_object(data: bytes) -> bool:
-    """Whether an unterminated last line is a whole JSON object (processed now) rather than the
-    start of one (held back for the next commit)."""
-    try:
-        return type(jsonio.loads(data)) is dict
-    except ValueError:
-        return False
-    except InvalidInputError:  # read whole, but too deep or a number out of range: a fault now
-        return True
 
 
 def anonymize_stream(chunks: Iterable[bytes], engine: Engine, **options: Any) -> StreamRun:

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from anonymizer.config import KEY_PARAMETERS, WEAK_KEY_BYTES, Configuration, build_configuration
+from anonymizer import keys
+from anonymizer.config import Configuration
+from anonymizer.engine import Engine, build_configuration, check_value_as
 from anonymizer.errors import AnonymizerError, ConfigurationError
 from anonymizer.paths import BY_NAME, BY_TYPE, CHILD, IS_TYPE, parse_rule_path
 from anonymizer.r4 import model
@@ -105,8 +107,6 @@ def validate_configuration(raw: Any) -> Report:
     report = Report()
     try:
         config = build_configuration(raw, allow_random_keys=True, reference_date=date(2000, 1, 1))
-        from anonymizer.engine import Engine
-
         engine = Engine(config)
     except ConfigurationError as exc:
         report.errors.append(str(exc))
@@ -129,7 +129,7 @@ def validate_configuration(raw: Any) -> Report:
     for name, info in config.keys.items():
         if info.source == "random":
             report.missing_keys.append(
-                f"{name}: a rule needs it; set {KEY_PARAMETERS[name]} (or '{name}' in parameters)"
+                f"{name}: a rule needs it; set {keys.VARIABLES[name]} (or '{name}' in parameters)"
             )
     _check_key_strength(config, report)
     return report
@@ -172,8 +172,6 @@ def _check_filters(config: Configuration, report: Report) -> None:
 
 def _check_replacement(rule: dict, types: set[str], where: str, report: Report) -> None:
     """Parse a substitute value as each complex type its rule reaches, as a run would."""
-    from anonymizer.engine import check_value_as
-
     complex_types = sorted(t for t in types if t not in model.PRIMITIVE_TYPES)
     if not complex_types:
         return
@@ -261,4 +259,6 @@ def _check_key_strength(config: Configuration, report: Report) -> None:
         if info.source != "random" and any(
             w.startswith(f"The key {name} is shorter") for w in config.warnings
         ):
-            report.warnings.append(f"{name} is shorter than {WEAK_KEY_BYTES} bytes: use a long random key")
+            report.warnings.append(
+                f"{name} is shorter than {keys.WEAK_KEY_BYTES} bytes: use a long random key"
+            )

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anonymizer import jsonio
-from anonymizer.errors import InvalidInputError
+from anonymizer.lines import Document, documents, file_chunks
 
 SUBJECT_TYPES = ("Patient", "RelatedPerson", "Person")
 NON_SUBJECT_TYPES = ("Organization", "Practitioner", "Location", "PractitionerRole")
@@ -40,46 +39,16 @@ def mask(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode('utf-8')).hexdigest()[:8]}"
 
 
-# -- reading NDJSON from folders (and, through anonymizer.azure, containers) -------------------------
-Document = tuple[str, int, dict]  # (file, line, resource)
-
-
+# -- reading: readers give (file, line, resource); the command line picks a folder's or a
+# container's (anonymizer.azure.verify_source) -------------------------------------------------------
 def read_folder(folder: Path) -> Iterator[Document]:
+    """Every NDJSON line and JSON file below `folder`, as the engine reads them (lines.py)."""
     for path in sorted(folder.rglob("*.ndjson")):
-        name = str(path.relative_to(folder))
-        with path.open("rb") as handle:
-            for number, line in enumerate(handle, 1):
-                document = _parse(line)
-                if document is not None:
-                    yield name, number, document
+        yield from documents(file_chunks(path), str(path.relative_to(folder)))
     for path in sorted(folder.rglob("*.json")):
-        document = _parse(path.read_bytes())
-        if document is not None:
+        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf").strip()
+        for _, _, document in documents([data], "-"):
             yield str(path.relative_to(folder)), 1, document
-
-
-def _parse(data: bytes) -> dict | None:
-    """A line as the engine would read it, or None: what the engine leaves out (not JSON, nested
-    past jsonio.MAX_DEPTH, a number out of range) is nothing to compare."""
-    data = data.strip().removeprefix(b"\xef\xbb\xbf")
-    if not data:
-        return None
-    try:
-        document = jsonio.loads(data)
-    except (ValueError, InvalidInputError):
-        return None
-    return document if type(document) is dict else None
-
-
-def open_location(location: str) -> Iterable[Document]:
-    if location.startswith("container:"):
-        from anonymizer.azure.verify_source import read_container
-
-        return read_container(location.removeprefix("container:"))
-    folder = Path(location)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{location} is neither a folder nor container:NAME[/PREFIX]")
-    return read_folder(folder)
 
 
 # -- walking a resource -------------------------------------------------------------------------------

@@ -8,13 +8,22 @@ from anonymizer import Engine
 REFERENCE_DATE = date(2026, 1, 1)
 
 
-def engine(rules: list[dict], **parameters: Any) -> Engine:
+def engine(rules: list[dict], *, generated_code: bool = True, **parameters: Any) -> Engine:
     config = {
         "fhirVersion": "R4",
         "fhirPathRules": rules,
         "parameters": {"dateShiftKey": "dummy", "cryptoHashKey": "123", **parameters},
     }
-    return Engine.from_dict(config, reference_date=REFERENCE_DATE)
+    return Engine.from_dict(config, reference_date=REFERENCE_DATE, generated_code=generated_code)
+
+
+def shape_state(engine: Engine, resource_type: str, *slots: str):
+    """This thread's state (shapes.NodeRun) of the plan node at the root of `resource_type`, or
+    below it through the complex slots named."""
+    plan = engine.plan_for(resource_type).root
+    for key in slots:
+        plan = plan[key].child
+    return engine.runtime().node(plan)
 
 
 def rule(path: str, method: str, **settings: Any) -> dict:

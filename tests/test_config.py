@@ -4,7 +4,9 @@ import logging
 import pytest
 
 from anonymizer import ConfigurationError, Engine
-from anonymizer.config import build_configuration, config_digest, key_fingerprint
+from anonymizer.config import config_digest
+from anonymizer.engine import build_configuration
+from anonymizer.keys import fingerprint as key_fingerprint
 from tests.conftest import SAMPLE_CONFIG, need
 
 HASH_RULE = [{"path": "Resource.id", "method": "cryptoHash"}]
@@ -80,7 +82,7 @@ def test_key_resolution_order(monkeypatch):
     assert build_configuration(raw).keys["cryptoHashKey"].source == "file"
     monkeypatch.setenv("ANONYMIZER_CRYPTO_HASH_KEY", "from-the-environment")
     config = build_configuration(raw)
-    assert config.parameters.crypto_hash_key == "from-the-environment"
+    assert config.parameters.key("cryptoHashKey") == "from-the-environment"
     assert config.keys["cryptoHashKey"].source == "env"
     config = build_configuration(raw, keys={"cryptoHashKey": "from-the-argument"})
     assert config.keys["cryptoHashKey"].fingerprint == key_fingerprint("from-the-argument")

@@ -19,9 +19,8 @@ from anonymizer import (
     decrypt,
     is_empty_resource,
 )
-from anonymizer.config import METHODS
-from anonymizer.methods import load_methods
-from anonymizer.methods.base import Method, ResourceState, operation_names
+from anonymizer.methods import REGISTRY
+from anonymizer.methods.base import ResourceState, operation_names
 from anonymizer.methods.encrypt import encrypt
 from anonymizer.r4.model import PRIMITIVE, Element
 from tests.conftest import CONFORMANCE
@@ -49,10 +48,11 @@ def _vectors() -> dict:
 
 def _covered(case: dict) -> bool:
     """Cases whose methods are implemented; unknown method names are the cases' point."""
-    load_methods()
-    return all(m in Method.registry or m not in METHODS for m in case.get("methods") or ())
+    return all(m in REGISTRY or m not in KNOWN for m in case.get("methods") or ())
 
 
+# The reference's method names (a case naming another means it tests an unknown method).
+KNOWN = ("redact", "dateshift", "cryptohash", "substitute", "encrypt", "perturb", "keep", "generalize")
 CASES = _manifest()
 
 

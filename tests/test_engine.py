@@ -4,7 +4,7 @@ import pytest
 
 from anonymizer import InvalidInputError, jsonio
 from anonymizer.shapes import COMPILE_AT
-from tests.helpers import REDACTED_PATIENT, engine, rule
+from tests.helpers import REDACTED_PATIENT, engine, rule, shape_state
 
 OBS = {"resourceType": "Observation", "status": "final", "code": {"text": "t"}}
 
@@ -138,7 +138,7 @@ def test_generated_code_normalises_repeating_primitives_as_the_walker_does():
     # The first sightings are interpreted, later ones run the code generated for the shape.
     outputs = [e.anonymize(patient) for _ in range(COMPILE_AT + 2)]
     assert all(out["name"] == expected["name"] for out in outputs)
-    assert e.plan_for("Patient").root["name"].child.shapes  # the shape was compiled
+    assert shape_state(e, "Patient", "name").shapes  # the shape was compiled
     with pytest.raises(InvalidInputError):
         e.anonymize(
             {"resourceType": "Patient", "name": [{"given": ["Ann", 5], "prefix": ["Dr"], "suffix": "Jr"}]}
@@ -167,19 +167,18 @@ def test_generated_code_agrees_with_the_interpreter_on_odd_values(values, monkey
     rules = [rule("Patient.gender", "redact"), rule("Patient.birthDate", "dateShift")]
     patient = {"resourceType": "Patient", "id": "p1", **values}
 
-    def outcomes() -> tuple[list, int]:
-        e = engine(rules)
+    def outcomes(generated_code: bool) -> tuple[list, int]:
+        e = engine(rules, generated_code=generated_code)
         results = []
         for _ in range(COMPILE_AT + 2):
             try:
                 results.append(e.anonymize(patient))
             except InvalidInputError as exc:
                 results.append(str(exc))
-        return results, len(e.plan_for("Patient").root.shapes)
+        return results, len(shape_state(e, "Patient").shapes)
 
-    generated, compiled = outcomes()
-    monkeypatch.setattr("anonymizer.walker.MAX_SHAPES", 0)
-    interpreted, none = outcomes()
+    generated, compiled = outcomes(True)
+    interpreted, none = outcomes(False)
     assert compiled == 1 and none == 0
     assert interpreted == generated
 
@@ -207,8 +206,8 @@ def test_union_code_for_variants_agrees_with_the_interpreter(monkeypatch):
     its own; every result or failure equals the interpreter alone."""
     rules = [rule("Patient.gender", "redact"), rule("Patient.birthDate", "dateShift")]
 
-    def outcomes() -> tuple[list, Any]:
-        e = engine(rules)
+    def outcomes(generated_code: bool) -> tuple[list, Any]:
+        e = engine(rules, generated_code=generated_code)
         results = []
         for _ in range(COMPILE_AT + 2):
             for values in PATIENT_VARIANTS:
@@ -216,15 +215,14 @@ def test_union_code_for_variants_agrees_with_the_interpreter(monkeypatch):
                     results.append(e.anonymize({"resourceType": "Patient", **values}))
                 except InvalidInputError as exc:
                     results.append(str(exc))
-        return results, e.plan_for("Patient").root
+        return results, shape_state(e, "Patient")
 
-    generated, root = outcomes()
+    generated, root = outcomes(True)
     assert root.union is not None
     assert {"gender", "birthDate", "_birthDate", "active", "contained"} <= set(root.union.order)
     assert root.union.required == {"resourceType", "id"}  # everything else is optional
     assert len(set(root.shapes.values())) == 2  # the union's code, and the conflicting order's
-    monkeypatch.setattr("anonymizer.walker.MAX_SHAPES", 0)
-    interpreted, _ = outcomes()
+    interpreted, _ = outcomes(False)
     assert interpreted == generated
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from anonymizer import ConfigurationError, Engine
 from anonymizer.cli import main, shipped_config
-from anonymizer.config import build_configuration
+from anonymizer.engine import build_configuration
 from tests.conftest import SYNTHEA, need
 
 KEYS = {"cryptoHashKey": "flu-profile-test-hash-key"}

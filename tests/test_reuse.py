@@ -8,7 +8,7 @@ from pathlib import Path
 from anonymizer import jsonio
 from anonymizer.cli import shipped_config
 from anonymizer.reuse import CHECK_EVERY, ReusePool, remember
-from tests.helpers import REFERENCE_DATE, engine, rule
+from tests.helpers import REFERENCE_DATE, engine, rule, shape_state
 
 DEMO = Path(__file__).resolve().parent.parent / "anonymizer" / "demo" / "export"
 
@@ -62,7 +62,7 @@ def test_a_reused_subtree_still_records_its_label():
         out = e.anonymize(_observation(number), reuse=True)
         assert out["subject"] == {"reference": "Patient/p1"}
         assert [c["code"] for c in out["meta"]["security"]] == ["REDACTED"]
-    node = e.plan_for("Observation").root["subject"].child
+    node = shape_state(e, "Observation", "subject")
     assert node.hits == 4 and node.misses == 1  # interpreted or generated, each asks the cache
 
 
@@ -82,21 +82,20 @@ class _Node:
     def __init__(self) -> None:
         self.cache: dict | None = {}
         self.hits = self.misses = 0
-        self.builder = type("B", (), {"reuse_pool": ReusePool(budget=1000)})()
 
 
 def test_a_node_whose_subtrees_rarely_repeat_stops_caching():
-    node = _Node()
+    node, pool = _Node(), ReusePool(budget=1000)
     for number in range(CHECK_EVERY):
-        remember(node, f'{{"n":{number}}}'.encode(), {"n": number}, 0, varied=False)
+        remember(node, f'{{"n":{number}}}'.encode(), {"n": number}, 0, False, pool)
     assert node.cache is None
-    remember(node, b"{}", None, 0, varied=False)  # stopped mid-walk (recursive types): no error
+    remember(node, b"{}", None, 0, False, pool)  # stopped mid-walk (recursive types): no error
 
 
 def test_varied_subtrees_and_large_ones_are_not_remembered():
-    node = _Node()
-    remember(node, b'{"a":1}', {"a": 2}, 0, varied=True)
-    remember(node, b'{"a":"' + b"x" * 600 + b'"}', {"a": "x" * 600}, 0, varied=False)
+    node, pool = _Node(), ReusePool(budget=1000)
+    remember(node, b'{"a":1}', {"a": 2}, 0, True, pool)
+    remember(node, b'{"a":"' + b"x" * 600 + b'"}', {"a": "x" * 600}, 0, False, pool)
     assert node.cache == {}
 
 

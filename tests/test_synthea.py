@@ -104,7 +104,7 @@ def test_microsoft_sample_over_synthea_export(tmp_path, monkeypatch, capsys):
     assert CRYPTO_KEY not in captured.out + captured.err and DATE_KEY not in captured.out + captured.err
 
 
-def test_generated_walk_code_equals_the_interpreter(monkeypatch):
+def test_generated_walk_code_equals_the_interpreter():
     """Every Synthea line through the generated per-shape code and through the plain walker."""
     from datetime import date as _date
 
@@ -116,28 +116,25 @@ def test_generated_walk_code_equals_the_interpreter(monkeypatch):
     ]
     keys = {"cryptoHashKey": CRYPTO_KEY, "dateShiftKey": DATE_KEY}
 
-    def run(reuse: bool = False) -> tuple[list[bytes], int]:
+    def run(reuse: bool = False, generated_code: bool = True) -> tuple[list[bytes], int]:
         engine = Engine.from_file(
-            shipped_config("ms-sample.json"), keys=keys, reference_date=_date(2026, 1, 1)
+            shipped_config("ms-sample.json"),
+            keys=keys,
+            reference_date=_date(2026, 1, 1),
+            generated_code=generated_code,
         )
         out = [
             jsonio.dumps_compact(engine.anonymize(jsonio.loads(line), source=line, reuse=reuse))
             for line in lines * 2
         ]
-        compiled = sum(
-            bool(f)
-            for plan in engine._plans.values()
-            for node in plan._nodes.values()
-            for f in node.shapes.values()
-        )
+        compiled = sum(len(node.shapes) for node in engine.runtime().nodes.values())
         return out, compiled
 
     generated, compiled = run()
     assert compiled > 100
     reused, _ = run(reuse=True)  # remembered subtrees (reuse.py) change nothing either
     assert reused == generated
-    monkeypatch.setattr("anonymizer.walker.MAX_SHAPES", 0)
-    interpreted, none = run()
+    interpreted, none = run(generated_code=False)
     assert none == 0 and interpreted == generated
 
 
@@ -174,7 +171,7 @@ def _variant(value, rng):
     return dict(items)
 
 
-def test_generated_code_for_edited_variants_equals_the_interpreter(monkeypatch):
+def test_generated_code_for_edited_variants_equals_the_interpreter():
     """Union code (shapes.py) meets many variants of each node's key sequence: every result or
     failure over edited Synthea resources equals the plain walker's."""
     import random
@@ -194,8 +191,13 @@ def test_generated_code_for_edited_variants_equals_the_interpreter(monkeypatch):
     rng.shuffle(lines)
     keys = {"cryptoHashKey": CRYPTO_KEY, "dateShiftKey": DATE_KEY}
 
-    def run() -> list:
-        engine = Engine.from_file(shipped_config("ms-sample.json"), keys=keys, reference_date=REFERENCE_DATE)
+    def run(generated_code: bool = True) -> list:
+        engine = Engine.from_file(
+            shipped_config("ms-sample.json"),
+            keys=keys,
+            reference_date=REFERENCE_DATE,
+            generated_code=generated_code,
+        )
         out = []
         for line in lines:
             try:
@@ -207,5 +209,4 @@ def test_generated_code_for_edited_variants_equals_the_interpreter(monkeypatch):
 
     generated = run()
     assert 0 < sum(type(item) is not bytes for item in generated) < len(lines) // 2
-    monkeypatch.setattr("anonymizer.walker.MAX_SHAPES", 0)
-    assert run() == generated
+    assert run(generated_code=False) == generated

@@ -12,7 +12,7 @@ import pytest
 
 from anonymizer import ConfigurationError, Engine
 from anonymizer.cli import main
-from anonymizer.config import build_configuration
+from anonymizer.engine import build_configuration
 from anonymizer.validate import validate_configuration
 
 HASH = {"path": "Resource.id", "method": "cryptoHash"}

@@ -5,27 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from anonymizer.azure import clients
+from anonymizer.lines import Document, documents
 
 
-def read_container(spec: str) -> Iterator[tuple[str, int, dict]]:
-    from anonymizer.verify import _parse
-
+def read_container(spec: str) -> Iterator[Document]:
+    """Every `.ndjson` blob of `NAME[/PREFIX]`, streamed, as the engine reads its lines."""
     container_name, _, prefix = spec.partition("/")
     container = clients.blob_service_from_environment().get_container_client(container_name)
     for item in container.list_blobs(name_starts_with=prefix or None):
-        if not item.name.endswith(".ndjson"):
-            continue
-        pending = b""
-        number = 0
-        for chunk in container.get_blob_client(item.name).download_blob().chunks():
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                number += 1
-                document = _parse(line)
-                if document is not None:
-                    yield item.name, number, document
-        if pending:
-            document = _parse(pending)
-            if document is not None:
-                yield item.name, number + 1, document
+        if item.name.endswith(".ndjson"):
+            yield from documents(container.get_blob_client(item.name).download_blob().chunks(), item.name)

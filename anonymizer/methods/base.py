@@ -1,16 +1,25 @@
-"""What every anonymization method provides to the plan compiler.
+"""What a method is, and all it sees of the engine.
 
-A method is asked once per (element, parent type) at compile time for the action that applies to
-a primitive value there; the compiled plan then calls that action per value. Methods that act on a
-complex node as a whole (substitute, perturb on quantities) also give a `complex_action`; that
-node's subtree is then theirs. Actions record label operations in the run state.
+A method is asked once per (element, parent type), when the plan is compiled, for the action that
+applies to a primitive value there; the compiled plan then calls that action per value with the
+resource's state. A method that acts on a complex node as a whole (substitute, perturb on a
+quantity) gives a `complex_action` too, which receives the node and a `NodeWalk`: the four things
+such a method may ask of the walker (walk a value untouched, walk it as the plan decides, whether
+an earlier rule reached a child, record an operation). Methods import nothing else of the engine:
+no plan, no walker.
+
+Each method checks its own rule settings beside its code (`check_rule`, as the reference's
+`*Setting.ValidateRuleSettings` do), says which key it needs (`key_needed`), and gets what it
+shares with the other rules of the engine (one HMAC, one offset table) from `Shared` when the rules
+compile. What a method learns while running (recent hashes, shifted days) it keeps per thread:
+the compiled plan is shared by threads and never changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from anonymizer.config import Parameters
@@ -21,8 +30,8 @@ APPLY = 0  # the winning method acts on the node
 CLAIMED = 1  # the node belongs to the winning rule, which leaves it as it is
 REMOVED = 2  # the node belongs to the winning rule, which removes it
 
-# Label operations (reference section 3.8), one bit each: a resource's operations are an int
-# (`state.ops |= REDACT`), which costs less than a set on the hot path.
+# Label operations (docs/reference.md section 3.8), one bit each: a resource's operations are an
+# int (`state.ops |= REDACT`), which costs less than a set on the hot path.
 REDACT = 1
 ABSTRACT = 2
 CRYPTOHASH = 4
@@ -46,18 +55,67 @@ def operation_names(ops: int) -> set[str]:
     return {name for bit, name in OPERATION_NAMES.items() if ops & bit}
 
 
+# -- what the walker shows a method ---------------------------------------------------------------
+class IdSite(Protocol):
+    """The plan's decision on a resource's `id`: how it is read and what the rules make of it."""
+
+    normalize: Callable[[Any], Any]
+    action: Callable[[Any, ResourceState], Any] | None
+
+
+class Site(Protocol):
+    """The place of a JSON property in the compiled plan (the walker's slot), as a method sees it."""
+
+    json_key: str
+    is_list: bool  # the element repeats
+    is_primitive: bool  # holds a value (not an object: a primitive's `_x` shadow is an object)
+
+    def inner(self, key: str) -> Site:
+        """The site of property `key` of an object here (InvalidInputError: no such element)."""
+        ...
+
+
+class NodeWalk(Protocol):
+    """What a method that takes a complex node as a whole may ask of the walker."""
+
+    @property
+    def site(self) -> Site: ...
+
+    def untouched(self, value: Any) -> Any:
+        """The value read as an element of this site's type (checked and normalised as input is),
+        with no rule applied; InvalidInputError if it is not one."""
+        ...
+
+    def as_reached(self, value: Any) -> Any:
+        """The node walked as the plan decides (each child by the rule that reaches it)."""
+        ...
+
+    def reached_earlier(self, holder: dict, site: Site, index: int | None, item: Any) -> bool:
+        """Whether a rule before this method's reached `item` (`holder[site.json_key]`, at
+        `index` when it repeats)."""
+        ...
+
+    def walk_reached(self, holder: dict, site: Site, index: int | None, item: Any) -> Any:
+        """`item` walked as the plan decides (for what an earlier rule reached)."""
+        ...
+
+    def record(self, operations: int) -> None:
+        """Record label operations for the resource."""
+        ...
+
+
 @dataclass(slots=True)
 class ResourceState:
     """Per top-level resource: the operations recorded for the resource being walked, and what
     date shifting needs (the root's id before and after the rules, the file context)."""
 
     ops: int = 0  # label operations recorded (bits above)
-    # The root resource and its plan node: its id is read only when a date shift asks for it
-    # (most resources never do), and kept in root_id_raw.
-    root: Any = None
-    root_node: Any = None
+    # The root resource and its plan node (slots by key; its `id` slot says how the id is read and
+    # rewritten): read only when a date shift asks for the id (most resources never do).
+    root: dict | None = None
+    root_node: Mapping[str, IdSite] | None = None
     root_id_raw: str | None = None
-    _root_id_out: str | None = None
+    root_id_written: str | None = None
     is_root: bool = True
     patient_id: str | None = None
     file_name: str | None = None
@@ -71,65 +129,74 @@ class ResourceState:
         found = self.root_id_raw
         if found is None:
             raw = self.root.get("id") if self.root is not None else None
-            normalized = self.root_node["id"].normalize(raw) if raw is not None else None
+            node = self.root_node
+            normalized = node["id"].normalize(raw) if raw is not None and node is not None else None
             found = self.root_id_raw = normalized or ""
         return found
 
     def root_id_out(self) -> str:
         """The root's id as the rules leave it (the action the plan applies to it)."""
-        found = self._root_id_out
+        found = self.root_id_written
         if found is None:
             value: Any = self.root_id() or None
             action = self.root_node["id"].action if self.root_node is not None else None
             if value is not None and action is not None:
                 value = action(value, self)
-            found = self._root_id_out = "" if value is None else str(value)
+            found = self.root_id_written = "" if value is None else str(value)
         return found
 
 
 # (value, state) -> new value, or None when the value is removed.
 PrimitiveAction = Callable[[Any, ResourceState], Any]
+# (the input node, what the method may ask of the walker) -> the output node, or None
+ComplexAction = Callable[[Any, NodeWalk], Any]
+
+T = TypeVar("T")
 
 
-def recording_root_id(action: PrimitiveAction) -> PrimitiveAction:
-    """The action on a resource's id, recording the root's id before and after it: date shifts
-    read them (root_id, root_id_out), and most roots write their id before their dates."""
-    if getattr(action, "removes", None) is not None:
-        return action  # generated code removes the value without calling the action
+class Shared:
+    """What the rules of one engine share, made once when they compile: one HMAC for every
+    cryptoHash rule, one offset table for every dateShift rule (`get(factory)`: one per factory)."""
 
-    def act_on_root_id(value: Any, state: ResourceState) -> Any:
-        result = action(value, state)
-        if state.is_root:
-            state.root_id_raw = value
-            state._root_id_out = "" if result is None else str(result)
-        return result
+    def __init__(self, parameters: Parameters) -> None:
+        self.parameters = parameters
+        self._made: dict[Callable[..., Any], Any] = {}
 
-    return act_on_root_id
+    def get(self, factory: Callable[[Parameters], T]) -> T:
+        if factory not in self._made:
+            self._made[factory] = factory(self.parameters)
+        return self._made[factory]
 
 
 class Method:
-    """Base class: one subclass per method, registered by its configuration name."""
+    """Base class: one subclass per method, listed in anonymizer.methods.REGISTRY."""
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # as the reference's documentation spells it ("dateShift")
+    settings: ClassVar[tuple[str, ...]] = ()  # rule keys it reads besides path and method
     # True when two equal values may come out differently (random draws, a per-resource offset,
     # FHIRPath over the node): subtrees such a method touched are never reused (reuse.py).
     varies: ClassVar[bool] = False
-    registry: ClassVar[dict[str, type[Method]]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name:
-            Method.registry[cls.name.lower()] = cls
-
-    def __init__(self, rule: dict, parameters: Parameters, rule_index: int) -> None:
+    def __init__(
+        self, rule: Mapping[str, Any], parameters: Parameters, rule_index: int, shared: Shared
+    ) -> None:
         self.rule = rule
         self.parameters = parameters
         self.rule_index = rule_index
 
+    @classmethod
+    def check_rule(cls, rule: Mapping[str, Any], path: str) -> None:
+        """Refuse the rule's settings (ConfigurationError, the reference's messages)."""
+
+    @classmethod
+    def key_needed(cls, parameters: Parameters) -> str | None:
+        """The key (anonymizer.keys.NAMES) a rule of this method needs, or None."""
+        return None
+
     def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
         return None
 
-    def complex_action(self, element: Element) -> Callable[..., Any] | None:
+    def complex_action(self, element: Element) -> ComplexAction | None:
         return None
 
     def child_mode(self, parent_type: str) -> int | None:

@@ -5,18 +5,33 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from anonymizer.methods.base import CRYPTOHASH, Method, PrimitiveAction, ResourceState
+from anonymizer.methods.base import CRYPTOHASH, Method, PrimitiveAction, ResourceState, Shared
 from anonymizer.r4.model import RESOURCE_TYPES, Element
 from anonymizer.r4.primitives import value_text
+
+if TYPE_CHECKING:
+    from anonymizer.config import Parameters
 
 _CACHE_LIMIT = 1 << 14  # bounded: a multi-GB export must not grow memory
 
 
+class _Recent(threading.local):
+    """The hashes of one thread (threading.local runs this per thread): ids and references repeat
+    across a patient's resources."""
+
+    def __init__(self) -> None:
+        self.values = RecentCache()  # text -> its hash
+        self.references = RecentCache()  # whole references -> hashed references
+
+
 class Hmac256:
     """HMAC-SHA256 with the key's inner and outer states computed once (copying a prepared state
-    is about twice as fast as `hmac.new` per value), and bounded caches: ids and references
-    repeat across a patient's resources."""
+    is about twice as fast as `hmac.new` per value), and bounded per-thread caches. One per engine
+    (`Shared`), for every cryptoHash rule."""
 
     def __init__(self, key: str) -> None:
         raw = key.encode("utf-8")
@@ -25,13 +40,16 @@ class Hmac256:
         raw = raw.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in raw))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in raw))
-        self._cache = RecentCache()
-        self.references = RecentCache()  # whole references -> hashed references
+        self.recent = _Recent()
+
+    @staticmethod
+    def for_parameters(parameters: Parameters) -> Hmac256:
+        return Hmac256(parameters.key("cryptoHashKey"))
 
     def hex(self, text: str) -> str:
         if not text:
             return ""
-        cache = self._cache
+        cache = self.recent.values
         found = cache.get(text)
         if found is None:
             found = cache.older.get(text) or self._digest(text)
@@ -81,7 +99,7 @@ _UUID = re.compile(
 )
 
 
-def transform_reference(reference: str, transform) -> str:
+def transform_reference(reference: str, transform: Callable[[str], str]) -> str:
     """Apply `transform` to the id part of a reference, as the reference engine finds it."""
     if reference.startswith("#"):
         return "#" + transform(reference[1:]) if len(reference) > 1 else reference
@@ -102,17 +120,24 @@ def transform_reference(reference: str, transform) -> str:
 class CryptoHashMethod(Method):
     name = "cryptoHash"
 
-    def __init__(self, rule: dict, parameters, rule_index: int) -> None:
-        super().__init__(rule, parameters, rule_index)
-        self.hasher = parameters.hasher()
+    def __init__(
+        self, rule: Mapping[str, Any], parameters: Parameters, rule_index: int, shared: Shared
+    ) -> None:
+        super().__init__(rule, parameters, rule_index, shared)
+        self.hasher = shared.get(Hmac256.for_parameters)
+
+    @classmethod
+    def key_needed(cls, parameters: Parameters) -> str | None:
+        return "cryptoHashKey"
 
     def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
         hex_of = self.hasher.hex
         if element.name.lower() == "reference" and parent_type == "Reference":
-            references = self.hasher.references
+            recent = self.hasher.recent
 
             def hash_reference(value: str, state: ResourceState) -> str:
                 state.ops |= CRYPTOHASH
+                references = recent.references
                 found = references.get(value)
                 if found is None:
                     found = references.older.get(value) or transform_reference(value, hex_of)

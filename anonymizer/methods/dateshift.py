@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from collections.abc import Mapping
 from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
 
-from anonymizer.methods.base import PERTURB, REDACT, Method, PrimitiveAction, ResourceState
+from anonymizer.methods.base import PERTURB, REDACT, Method, PrimitiveAction, ResourceState, Shared
 from anonymizer.methods.dates import (
     AGE_LIMIT,
     DATE_TYPES,
@@ -21,9 +24,12 @@ from anonymizer.methods.dates import (
 )
 from anonymizer.r4.model import Element
 
+if TYPE_CHECKING:
+    from anonymizer.config import Parameters
+
 _MODULUS = 101
-# Bounded caches (cleared when full): dates and ids repeat within a patient's resources, and a
-# multi-GB export must not grow memory.
+# Bounded memory (cleared when full): dates repeat within a patient's resources, and a multi-GB
+# export must not grow memory.
 _CACHE_LIMIT = 1 << 13
 _BASE = 131
 
@@ -44,24 +50,44 @@ def _fold(data: bytes) -> int:
     return (remainders + 30 * int(data.translate(_QUOTIENTS), 30)) % _MODULUS
 
 
+class _Memory(threading.local):
+    """What date shifting learns while running, per thread (threading.local runs this per thread):
+    the last prefix and its offset (a file's or folder's prefix repeats for every resource;
+    resource ids do not, so no cache of them), values that shift as whole days, day numbers of
+    `YYYY-MM-DD` heads and texts of shifted days (dates repeat: an encounter's resources share its
+    times). Bounded: cleared when full."""
+
+    def __init__(self, key_offset: int) -> None:
+        self.last: tuple[str, int] = ("", key_offset)
+        # value -> (day number, zeroed time and zone) when it shifts as a whole day, else ()
+        # (the engine's reference date, hence the age cutoff, is fixed)
+        self.dates: dict[str, tuple[int, str] | tuple[()]] = {}
+        self.times: dict[str, tuple[int, str] | tuple[()]] = {}
+        self.ordinals: dict[str, int] = {}
+        self.day_texts: dict[int, str] = {}
+
+
 class DateShiftOffsets:
     """The reference's offset: o = fold(UTF-8(prefix + key)) with o = (o*131 + b) % 101, minus 50.
     The fold is linear, so the key's part is computed once: fold(p + k) = fold(p)*131^len(k) +
-    fold(k) (mod 101)."""
+    fold(k) (mod 101). One per engine (`Shared`), with per-thread memory."""
 
     def __init__(self, key: str) -> None:
         key_bytes = key.encode("utf-8")
         self._key_part = _fold(key_bytes)
         self._scale = pow(_BASE, len(key_bytes), _MODULUS)
-        # The last prefix: a file's or folder's prefix repeats for every resource; resource ids
-        # do not (a cache of them would only fill).
-        self._last: tuple[str, int] = ("", self._key_part - 50)
+        self.memory = _Memory(self._key_part - 50)
+
+    @staticmethod
+    def for_parameters(parameters: Parameters) -> DateShiftOffsets:
+        return DateShiftOffsets(parameters.key("dateShiftKey"))
 
     def offset(self, prefix: str) -> int:
-        last_prefix, found = self._last
+        memory = self.memory
+        last_prefix, found = memory.last
         if prefix != last_prefix:
             found = (_fold(prefix.encode("utf-8")) * self._scale + self._key_part) % _MODULUS - 50
-            self._last = (prefix, found)
+            memory.last = (prefix, found)
         return found
 
 
@@ -76,9 +102,15 @@ class DateShiftMethod(Method):
     name = "dateShift"
     varies = True
 
-    def __init__(self, rule: dict, parameters, rule_index: int) -> None:
-        super().__init__(rule, parameters, rule_index)
-        self._offsets = parameters.date_shift_offsets
+    def __init__(
+        self, rule: Mapping[str, Any], parameters: Parameters, rule_index: int, shared: Shared
+    ) -> None:
+        super().__init__(rule, parameters, rule_index, shared)
+        self._offsets = shared.get(DateShiftOffsets.for_parameters)
+
+    @classmethod
+    def key_needed(cls, parameters: Parameters) -> str | None:
+        return "dateShiftKey" if parameters.date_shift_fixed_offset is None else None
 
     def offset_for(self, state: ResourceState, id_rewritten: bool) -> int:
         """Days to shift. `id_rewritten`: the plan knows whether the rule that reaches the root's
@@ -88,7 +120,7 @@ class DateShiftMethod(Method):
             return params.date_shift_fixed_offset
         scope = params.date_shift_scope
         if scope == "patient" and state.patient_id is not None:
-            return patient_offset(params.date_shift_key, state.patient_id, params.date_shift_range)
+            return patient_offset(params.key("dateShiftKey"), state.patient_id, params.date_shift_range)
         prefix = ""
         if scope == "file":
             prefix = state.file_name or ""
@@ -116,9 +148,9 @@ class DateShiftMethod(Method):
         root_decision, nested_decision = 2 * id_rewritten + 1, 2 * id_rewritten
         # Over the age limit: on or before the cutoff, compared as text (`compute` redacts).
         cutoff = f"{reference_date.year - AGE_LIMIT - 1:04d}-{reference_date:%m-%d}"
-        # Values that shift as whole days, read once: dates repeat (an encounter's resources
-        # share its times), their offsets differ.
-        shiftable = _SHIFTABLE.setdefault((is_date, cutoff), {})
+        # Values that shift as whole days, read once per thread: dates repeat (an encounter's
+        # resources share its times), their offsets differ.
+        memory = self._offsets.memory
 
         def compute(value: str, days: int) -> tuple[str | None, int]:
             match = pattern.search(value)
@@ -137,13 +169,15 @@ class DateShiftMethod(Method):
             days = state.offsets.get(decision)
             if days is None:
                 days = state.offsets[decision] = self.offset_for(state, id_rewritten)
+            shiftable = memory.dates if is_date else memory.times
             found = shiftable.get(value)
             if found is None:
-                found = _read_shiftable(value, is_date, cutoff, shiftable)
+                found = _read_shiftable(value, is_date, cutoff, shiftable, memory)
             if found:
                 state.ops |= PERTURB
                 ordinal, time_part = found
-                text = _DAY_TEXTS.get(ordinal + days) or _day_text(ordinal + days)
+                day_texts = memory.day_texts
+                text = day_texts.get(ordinal + days) or _day_text(ordinal + days, day_texts)
                 return text + time_part if time_part else text
             text, operation = compute(value, days)
             state.ops |= operation
@@ -153,12 +187,8 @@ class DateShiftMethod(Method):
         return shift
 
 
-# Per (date type or not, age cutoff): value -> what it shifts to as whole days (_read_shiftable).
-_SHIFTABLE: dict[tuple[bool, str], dict[str, tuple[int, str] | tuple[()]]] = {}
-
-
 def _read_shiftable(
-    value: str, is_date: bool, cutoff: str, cache: dict[str, tuple[int, str] | tuple[()]]
+    value: str, is_date: bool, cutoff: str, cache: dict[str, tuple[int, str] | tuple[()]], memory: _Memory
 ) -> tuple[int, str] | tuple[()]:
     """(day number, zeroed time and zone) for a value that shifts as a whole day, else ().
     Values arrive validated by the parser, so a full `YYYY-MM-DD` head decides the date part
@@ -167,9 +197,9 @@ def _read_shiftable(
     size = len(value)
     if size == 10 or (size > 10 and not is_date and value[10] == "T"):
         head = value[:10]
-        ordinal = _ORDINALS.get(head)
+        ordinal = memory.ordinals.get(head)
         if ordinal is None:
-            ordinal = _ordinal_of(head)
+            ordinal = _ordinal_of(head, memory.ordinals)
         if ordinal and head > cutoff:
             zone = _zone_start(value, size) if size > 10 else 0
             # no zone, or no seconds: the reference keeps the date alone
@@ -180,31 +210,29 @@ def _read_shiftable(
     return found
 
 
-_ORDINALS: dict[str, int] = {}  # `YYYY-MM-DD` heads -> day numbers (0: not a whole day)
-_DAY_TEXTS: dict[int, str] = {}
 # Shifted days span the input's dates and 50 days more: over a century of days fits (about 8 MB).
 _DAY_TEXT_LIMIT = 1 << 16
 
 
-def _ordinal_of(head: str) -> int:
-    """The day number of a head the reference reads as a whole day, else 0."""
+def _ordinal_of(head: str, ordinals: dict[str, int]) -> int:
+    """The day number of a `YYYY-MM-DD` head the reference reads as a whole day, else 0."""
     # (try, not contextlib.suppress: a context manager per new day cost a fifth of this)
     try:
         found = date.fromisoformat(head).toordinal() if FULL_DATE.fullmatch(head) else 0
     except ValueError:  # not a calendar day (the parser admits none)
         found = 0
-    if len(_ORDINALS) >= _CACHE_LIMIT:
-        _ORDINALS.clear()
-    _ORDINALS[head] = found
+    if len(ordinals) >= _CACHE_LIMIT:
+        ordinals.clear()
+    ordinals[head] = found
     return found
 
 
-def _day_text(ordinal: int) -> str:
-    found = _DAY_TEXTS.get(ordinal)
+def _day_text(ordinal: int, day_texts: dict[int, str]) -> str:
+    found = day_texts.get(ordinal)
     if found is None:
-        if len(_DAY_TEXTS) >= _DAY_TEXT_LIMIT:
-            _DAY_TEXTS.clear()
-        found = _DAY_TEXTS[ordinal] = date.fromordinal(ordinal).isoformat()
+        if len(day_texts) >= _DAY_TEXT_LIMIT:
+            day_texts.clear()
+        found = day_texts[ordinal] = date.fromordinal(ordinal).isoformat()
     return found
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from typing import TYPE_CHECKING
 
 from anonymizer.errors import ProcessingError
 from anonymizer.methods.base import ENCRYPT, Method, PrimitiveAction, ResourceState
 from anonymizer.r4.model import Element
 from anonymizer.r4.primitives import value_text
+
+if TYPE_CHECKING:
+    from anonymizer.config import Parameters
 
 _BLOCK = 16
 # `cryptography` is imported by the functions that use it, not by this module: importing it costs
@@ -55,8 +59,12 @@ class EncryptMethod(Method):
     name = "encrypt"
     varies = True
 
+    @classmethod
+    def key_needed(cls, parameters: Parameters) -> str | None:
+        return "encryptKey"
+
     def primitive_action(self, element: Element, parent_type: str) -> PrimitiveAction | None:
-        key = self.parameters.encrypt_key
+        key = self.parameters.key("encryptKey")
 
         def encrypt_value(value: object, state: ResourceState) -> str:
             state.ops |= ENCRYPT

@@ -5,14 +5,25 @@ with Firely's semantics: an empty predicate result counts as true."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anonymizer import jsonc
+from anonymizer.config import setting_text
 from anonymizer.errors import ConfigurationError, ProcessingError
-from anonymizer.methods.base import GENERALIZE, Method, PrimitiveAction, ResourceState
+from anonymizer.methods.base import (
+    GENERALIZE,
+    ComplexAction,
+    Method,
+    NodeWalk,
+    PrimitiveAction,
+    ResourceState,
+)
 from anonymizer.r4.model import Element
+
+if TYPE_CHECKING:
+    from anonymizer.config import Parameters
 
 
 def _predicate(result: list) -> bool:
@@ -35,19 +46,50 @@ def _scalar(result: list) -> Any:
     return value
 
 
+def _cases(rule: Mapping[str, Any]) -> dict | None:
+    cases = rule["cases"]
+    if isinstance(cases, str):
+        try:
+            cases = jsonc.loads(cases)
+        except ValueError:
+            return None
+    return cases if isinstance(cases, dict) else None
+
+
 class GeneralizeMethod(Method):
     name = "generalize"
+    settings = ("cases", "otherValues")
     varies = True
 
-    def __init__(self, rule: dict, parameters, rule_index: int) -> None:
-        super().__init__(rule, parameters, rule_index)
+    @classmethod
+    def check_rule(cls, rule: Mapping[str, Any], path: str) -> None:
+        """The reference's order and messages (GeneralizeSetting.ValidateRuleSettings)."""
+        # fhirpathpy (about 25 ms to import) only for configurations that generalize
+        from anonymizer.fhirpath import FhirPathSyntaxError, strict_parse
+
+        if "cases" not in rule:
+            raise ConfigurationError("Missing cases in FHIR path rule config.")
+        cases = _cases(rule)
+        if cases is None:
+            raise ConfigurationError(f"Invalid Json format {setting_text(rule['cases'])}")
+        for key, value in cases.items():
+            try:
+                strict_parse(key)
+                strict_parse(setting_text(value))
+            except FhirPathSyntaxError:
+                raise ConfigurationError(f"Invalid cases expression [{key}, {setting_text(value)}]") from None
+        if "otherValues" in rule:
+            other = setting_text(rule["otherValues"])
+            if other.lower() not in ("redact", "keep"):
+                raise ConfigurationError(f"OtherValues setting is invalid at {other}.")
+
+    def __init__(self, rule: Mapping[str, Any], parameters: Parameters, rule_index: int, shared: Any) -> None:
+        super().__init__(rule, parameters, rule_index, shared)
         # fhirpathpy (about 25 ms to import) only for configurations that generalize
         from anonymizer.fhirpath import compile_on_value, fhirpath_value
 
         self._fhirpath_value = fhirpath_value
-        cases = rule["cases"]
-        if isinstance(cases, str):
-            cases = jsonc.loads(cases)
+        cases = _cases(rule) or {}
         self.cases: list[tuple[Callable, Callable]] = [
             (compile_on_value(predicate), compile_on_value(str(expression)))
             for predicate, expression in cases.items()
@@ -77,10 +119,10 @@ class GeneralizeMethod(Method):
 
         return generalize_value
 
-    def complex_action(self, element: Element) -> Callable[..., Any] | None:
+    def complex_action(self, element: Element) -> ComplexAction | None:
         path = self.rule.get("path")
 
-        def not_applicable(*_: Any) -> None:
+        def not_applicable(item: Any, node: NodeWalk) -> None:
             raise ConfigurationError(
                 f"Generalization is not applicable on a {element.type_name} node at {path}"
             )

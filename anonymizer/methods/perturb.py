@@ -5,17 +5,26 @@ section 4.7). Noise comes from `secrets.SystemRandom` unless a generator is inje
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from random import Random
 from typing import TYPE_CHECKING, Any
 
-from anonymizer.methods.base import CLAIMED, PERTURB, Method, PrimitiveAction, ResourceState
+from anonymizer.config import setting_text
+from anonymizer.errors import ConfigurationError
+from anonymizer.methods.base import (
+    CLAIMED,
+    PERTURB,
+    ComplexAction,
+    Method,
+    NodeWalk,
+    PrimitiveAction,
+    ResourceState,
+)
 from anonymizer.r4.model import Element
 
 if TYPE_CHECKING:
-    from anonymizer.plan import Slot
-    from anonymizer.walker import Walk
+    from anonymizer.config import Parameters
 
 NUMBER_TYPES = frozenset({"decimal", "integer", "positiveInt", "unsignedInt"})
 INTEGER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
@@ -28,14 +37,38 @@ _system_random = secrets.SystemRandom()
 
 class PerturbMethod(Method):
     name = "perturb"
+    settings = ("span", "rangeType", "roundTo")
     varies = True
     random: Random = _system_random  # tests inject a seeded generator
 
-    def __init__(self, rule: dict, parameters, rule_index: int) -> None:
-        super().__init__(rule, parameters, rule_index)
+    def __init__(self, rule: Mapping[str, Any], parameters: Parameters, rule_index: int, shared: Any) -> None:
+        super().__init__(rule, parameters, rule_index, shared)
         self.span = Decimal(str(rule.get("span", 0)))
         self.proportional = str(rule.get("rangeType", "fixed")).lower() == "proportional"
         self.round_to = int(str(rule["roundTo"])) if "roundTo" in rule else 2
+
+    @classmethod
+    def check_rule(cls, rule: Mapping[str, Any], path: str) -> None:
+        """The reference's order and messages (PerturbSetting.ValidateRuleSettings)."""
+        if "roundTo" in rule:
+            try:
+                round_to = int(setting_text(rule["roundTo"]).strip())
+            except ValueError:
+                round_to = -1
+            if not 0 <= round_to <= 28:
+                raise ConfigurationError(f"RoundTo value is invalid at {path}.")
+        if "span" not in rule:
+            raise ConfigurationError(f"Span value is required in perturb rule at {path}.")
+        try:
+            span = float(setting_text(rule["span"]).strip())
+        except ValueError:
+            span = -1.0
+        if not span >= 0:
+            raise ConfigurationError(f"Span value is invalid at {path}.")
+        if "rangeType" in rule:
+            range_type = rule["rangeType"]
+            if not isinstance(range_type, str) or range_type.lower() not in ("fixed", "proportional"):
+                raise ConfigurationError(f"RangeType value is invalid at {path}.")
 
     def perturb(self, value: Any, type_name: str) -> Any:
         number = Decimal(str(value))
@@ -74,17 +107,18 @@ class PerturbMethod(Method):
 
         return perturb_number
 
-    def complex_action(self, element: Element) -> Callable[..., dict] | None:
+    def complex_action(self, element: Element) -> ComplexAction | None:
         if element.type_name not in QUANTITY_TYPES:
             return None
 
-        def perturb_quantity(item: Any, slot: Slot, walk: Walk) -> dict | None:
-            node = walk.object(item, slot.child)
-            value_slot = slot.child["value"]
-            reached_earlier = value_slot.winner is not None and value_slot.winner[0] < self.rule_index
-            if node and node.get("value") is not None and not reached_earlier:
-                node["value"] = self.perturb(node["value"], "decimal")
-                walk.state.ops |= PERTURB
-            return node
+        def perturb_quantity(item: Any, node: NodeWalk) -> dict | None:
+            result = node.as_reached(item)
+            value_site = node.site.inner("value")
+            value = item.get("value") if type(item) is dict else None
+            reached = node.reached_earlier(item, value_site, None, value) if value is not None else False
+            if result and result.get("value") is not None and not reached:
+                result["value"] = self.perturb(result["value"], "decimal")
+                node.record(PERTURB)
+            return result
 
         return perturb_quantity

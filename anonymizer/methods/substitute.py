@@ -1,20 +1,33 @@
 """substitute: replaces a value with `replaceWith`; a complex node with the replacement parsed as
-its FHIR type, merged so that what earlier rules decided stays (reference section 4.6)."""
+its FHIR type, merged so that what earlier rules decided stays (docs/reference.md section 4.6)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from anonymizer.errors import ConfigurationError, InvalidInputError
-from anonymizer.methods.base import CLAIMED, REMOVED, SUBSTITUTE, Method, PrimitiveAction, ResourceState
-from anonymizer.r4.model import PRIMITIVE, PRIMITIVE_TYPES, Element
+from anonymizer.methods.base import (
+    CLAIMED,
+    REMOVED,
+    SUBSTITUTE,
+    ComplexAction,
+    Method,
+    NodeWalk,
+    PrimitiveAction,
+    ResourceState,
+    Site,
+)
+from anonymizer.r4.model import PRIMITIVE_TYPES, Element
 from anonymizer.r4.primitives import trim
 
 if TYPE_CHECKING:
-    from anonymizer.plan import PlanNode, Slot
-    from anonymizer.walker import Walk
+    from anonymizer.config import Parameters
+
+# A replacement is written into a resource at some depth; with the input's limit (jsonio.MAX_DEPTH,
+# 128 levels) the output stays within what can be written (254 levels).
+MAX_REPLACEMENT_DEPTH = 64
 
 
 def _net_text(value: Any) -> str | None:
@@ -23,17 +36,40 @@ def _net_text(value: Any) -> str | None:
         return None
     if value is True or value is False:
         return str(value)
-    if isinstance(value, (dict, list)):
+    if isinstance(value, dict | list):
         return json.dumps(value, indent=2, ensure_ascii=False)
     return trim(str(value))  # the writer trims strings
 
 
+def _depth(value: Any) -> int:
+    """Nesting of objects and arrays (without recursion: the value may be nested thousands deep)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_REPLACEMENT_DEPTH:
+                break
+            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 class SubstituteMethod(Method):
     name = "substitute"
+    settings = ("replaceWith",)
 
-    def __init__(self, rule: dict, parameters, rule_index: int) -> None:
-        super().__init__(rule, parameters, rule_index)
+    def __init__(self, rule: Mapping[str, Any], parameters: Parameters, rule_index: int, shared: Any) -> None:
+        super().__init__(rule, parameters, rule_index, shared)
         self.replacement = rule.get("replaceWith")
+
+    @classmethod
+    def check_rule(cls, rule: Mapping[str, Any], path: str) -> None:
+        if "replaceWith" not in rule:  # (its value may be null)
+            raise ConfigurationError(f"Missing replaceWith value in substitution rule at {path}.")
+        if _depth(rule["replaceWith"]) > MAX_REPLACEMENT_DEPTH:
+            raise ConfigurationError(
+                f"The replaceWith value at {path} is nested deeper than {MAX_REPLACEMENT_DEPTH} levels"
+            )
 
     def child_mode(self, parent_type: str) -> int | None:
         # A substituted primitive loses its own id/extension; a substituted complex node's
@@ -49,7 +85,7 @@ class SubstituteMethod(Method):
 
         return substitute_value
 
-    def complex_action(self, element: Element) -> Callable[..., Any] | None:
+    def complex_action(self, element: Element) -> ComplexAction | None:
         replacement = self.replacement
         path = self.rule.get("path")
         if isinstance(replacement, str):
@@ -60,25 +96,23 @@ class SubstituteMethod(Method):
         if replacement is None:
             replacement = {}
 
-        def not_an_object(*_: Any) -> None:
+        def not_an_object(item: Any, node: NodeWalk) -> None:
             raise ConfigurationError(f"The replaceWith value at {path} is not a {element.type_name} object")
 
         if not isinstance(replacement, dict):
             return not_an_object  # fails when such a node is met, as the reference does
-        rule_index = self.rule_index
 
-        def substitute_node(item: Any, slot: Slot, walk: Walk) -> dict | None:
-            untouched = slot.builder.node(slot.child.ctype, frozenset(), None)
+        def substitute_node(item: Any, node: NodeWalk) -> dict | None:
             try:
-                parsed = walk.object(replacement, untouched) or {}
+                parsed = node.untouched(replacement) or {}
             except InvalidInputError:
                 raise ConfigurationError(
                     f"The replaceWith value at {path} is not a valid {element.type_name}"
                 ) from None
-            walk.state.ops |= SUBSTITUTE
+            node.record(SUBSTITUTE)
             if type(item) is not dict:
                 raise InvalidInputError("The input FHIR resource is invalid: an object was expected")
-            return _Merge(walk, rule_index).node(item, slot.child, parsed) or None
+            return _Merge(node).object(item, node.site, parsed) or None
 
         return substitute_node
 
@@ -89,49 +123,25 @@ class _Merge:
     that rule's decision applies) and kept; children holding such nodes (the "keep set") are
     merged further; everything else comes from the replacement."""
 
-    def __init__(self, walk: Walk, rule_index: int) -> None:
-        self.walk = walk
-        self.rule_index = rule_index
+    def __init__(self, node: NodeWalk) -> None:
+        self.node = node
 
-    def reached_earlier(self, parent: dict, key: str, index: int | None, item: Any, slot: Slot) -> bool:
-        if slot.winner is not None and slot.winner[0] < self.rule_index:
-            return True
-        claims = self.walk.claims
-        if claims:
-            claim = claims.get(id(item)) if type(item) is dict else claims.get((id(parent), key, index))
-            return claim is not None and claim < self.rule_index
-        return False
-
-    def holds_earlier(self, item: Any, node: PlanNode | None) -> bool:
-        if node is None or type(item) is not dict:
+    def holds_earlier(self, item: Any, site: Site) -> bool:
+        if type(item) is not dict:
             return False
         for key, value in item.items():
-            slot = node[key]
-            child = slot.shadow if key.startswith("_") else slot.child
+            inner = site.inner(key)
             for index, element in _indexed(value):
-                if self.reached_earlier(item, key, index, element, slot) or self.holds_earlier(
-                    element, child
+                if self.node.reached_earlier(item, inner, index, element) or self.holds_earlier(
+                    element, inner
                 ):
                     return True
         return False
 
-    def keep(self, parent: dict, key: str, index: int | None, item: Any, slot: Slot) -> Any:
-        """Walk an item an earlier rule reached, so that rule's decision applies."""
-        walk = self.walk
-        if key.startswith("_"):
-            return walk.object(item, slot.shadow)
-        if slot.kind == PRIMITIVE:
-            return walk.primitive_value(parent, key, index, item, slot)
-        return walk.complex_item(parent, key, index, item, slot)
-
-    def node(self, existing: dict, node: PlanNode, replacement: dict) -> dict:
+    def object(self, existing: dict, site: Site, replacement: dict) -> dict:
         out: dict = {}
         for key, value in existing.items():
-            slot = node[key]
-            if key in replacement:
-                merged = self.pair(existing, key, value, replacement[key], slot)
-            else:
-                merged = self.pair(existing, key, value, _MISSING, slot)
+            merged = self.pair(existing, site.inner(key), value, replacement.get(key, _MISSING))
             if merged is not None:
                 out[key] = merged
         for key, value in replacement.items():
@@ -139,24 +149,24 @@ class _Merge:
                 out[key] = value
         return out
 
-    def pair(self, parent: dict, key: str, value: Any, replacement: Any, slot: Slot) -> Any:
+    def pair(self, holder: dict, site: Site, value: Any, replacement: Any) -> Any:
         replacing = [] if replacement is _MISSING else _items(replacement)
-        child = slot.shadow if key.startswith("_") else slot.child
         out = []
         existing = _indexed(value)
         for index, item in existing:
-            if self.reached_earlier(parent, key, index, item, slot):
-                out.append(self.keep(parent, key, index, item, slot))  # consumes its pair
+            if self.node.reached_earlier(holder, site, index, item):
+                out.append(self.node.walk_reached(holder, site, index, item))  # consumes its pair
             elif (index or 0) < len(replacing):
                 paired = replacing[index or 0]
-                out.append(self.node(item, child, paired) if _both_objects(item, paired, child) else paired)
-            elif self.holds_earlier(item, child):
-                out.append(self.node(item, child, {}) or None)
+                both = not site.is_primitive and type(item) is dict and type(paired) is dict
+                out.append(self.object(item, site, paired) if both else paired)
+            elif self.holds_earlier(item, site):
+                out.append(self.object(item, site, {}) or None)
         out.extend(replacing[len(existing) :])  # surplus replacement items are appended
         out = [item for item in out if item is not None]
         if not out:
             return None
-        return out if slot.element.is_list else out[0]
+        return out if site.is_list else out[0]
 
 
 _MISSING = object()
@@ -168,7 +178,3 @@ def _items(value: Any) -> list:
 
 def _indexed(value: Any) -> list[tuple[int | None, Any]]:
     return list(enumerate(value)) if type(value) is list else [(None, value)]
-
-
-def _both_objects(item: Any, replacement: Any, child: PlanNode | None) -> bool:
-    return child is not None and type(item) is dict and type(replacement) is dict
