@@ -1,7 +1,7 @@
 """Azure Functions app (Python v2 programming model): one blob-triggered function.
 
 Thin on purpose: the trigger hands over an SDK BlobClient (so multi-GB exports are streamed, never
-held in memory) and `anonymizer.azure.handler` does the rest. Settings: CONTRACT section 5.
+held in memory) and `anonymizer.azure.handler` does the rest. Settings: docs/contract.md section 5.
 """
 
 # No `from __future__ import annotations`: the worker reads the real annotation (the SDK type).

@@ -219,6 +219,7 @@ def anonymize_json_file(
         return summary
     if skipped:
         summary.skip(1, file)
+    assert result is not None  # (None only when dropped)
     text = jsonio.dumps_pretty(result)
     output.write_bytes(text)
     summary.count_output(result, len(text))
@@ -450,6 +451,7 @@ def _assemble(
                 failure = FileFailure(relative, kind, None if line is None else line + lines_before)
                 break
             part = task_result.summary
+            assert part is not None  # (a task has a summary or a failure)
             part.shift_lines(lines_before)
             summary.merge(part)
             lines_before += part.lines

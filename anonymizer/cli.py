@@ -1,4 +1,4 @@
-"""`fhir-anonymize` (also `python -m anonymizer`): CONTRACT section 4.
+"""`fhir-anonymize` (also `python -m anonymizer`): docs/contract.md section 4.
 
 A user's mistake (a missing folder, a typo in a command, a bad setting) is one line on stderr and
 exit status 2, never a traceback; `--quiet` leaves only errors.

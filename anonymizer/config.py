@@ -38,12 +38,10 @@ PROCESSING_ERRORS = ("raise", "skip")
 # `description` documents a profile (the reference ignores unknown keys; we do not warn about it).
 TOP_LEVEL_KEYS = ("fhirVersion", "processingErrors", "fhirPathRules", "parameters", "description")
 PARAMETER_KEYS = (
-    "dateShiftKey",
+    *keys.NAMES,
     "dateShiftScope",
     "dateShiftFixedOffsetInDays",
     "dateShiftRange",  # ours: the `patient` scope's range
-    "cryptoHashKey",
-    "encryptKey",
     "enablePartialAgesForRedact",
     "enablePartialDatesForRedact",
     "enablePartialZipCodesForRedact",

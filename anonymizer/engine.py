@@ -208,6 +208,8 @@ class Engine:
         data = text.encode("utf-8") if isinstance(text, str) else text
         resource = parse_document(data)
         result = self.anonymize(resource, context, source=data)
+        if result is None:  # the minimum-necessary extension leaves nothing of it
+            return ""
         dump = jsonio.dumps_pretty if pretty else jsonio.dumps_compact
         return dump(result).decode("utf-8")
 
@@ -226,7 +228,7 @@ def check_resource_type(resource: Any) -> str:
     if type(resource) is not dict:
         raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_object")
     resource_type = resource.get("resourceType")
-    if not is_resource_type(resource_type):
+    if not isinstance(resource_type, str) or not is_resource_type(resource_type):
         kind = "no_resource_type" if resource_type is None else "unknown_resource_type"
         raise InvalidInputError("The input FHIR resource JSON is invalid.", kind=kind)
     return resource_type

@@ -195,14 +195,14 @@ def _to_string(ctx: dict, coll: list) -> Any:
         return []
     value = get_data(coll[0])
     if isinstance(value, nodes.FP_TimeBase):
-        return value.asStr
+        return getattr(value, "asStr")  # noqa: B009 - the text as written (its subclasses have it)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
 
 
 def _install_firely_semantics() -> None:
-    registry = base_invocation_registry
+    registry: dict[str, Any] = base_invocation_registry
     if registry.get("replaceMatches", {}).get("fn") is not _replace_matches:
         registry["replaceMatches"] = {**registry["replaceMatches"], "fn": _replace_matches}
         registry["matches"] = {**registry["matches"], "fn": _matches}

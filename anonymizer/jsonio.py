@@ -121,6 +121,7 @@ class RawNumber(Decimal):
     """A JSON number from the exact path: its value as a Decimal, its text as written."""
 
     __slots__ = ("text",)
+    text: str
 
     def __new__(cls, text: str) -> RawNumber:
         number = super().__new__(cls, text)

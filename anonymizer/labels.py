@@ -1,4 +1,4 @@
-"""Security labels and the reference's rewrite of `meta` (reference section 3.8)."""
+"""Security labels and the reference's rewrite of `meta` (docs/reference.md section 3.8)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def add_security_labels(resource: dict, ops: int) -> None:
     else:
         present = {str(c.get("code", "")).lower() for c in security if isinstance(c, dict)}
         security = [*security, *(dict(c) for c in labels if c["code"].lower() not in present)]
-    rebuilt = {k: security if k == "security" else meta[k] for k in _meta_order(tuple(meta))}
+    rebuilt: dict[str, Any] = {k: security if k == "security" else meta[k] for k in _meta_order(tuple(meta))}
     if "lastUpdated" in rebuilt:
         rebuilt["lastUpdated"] = format_last_updated(rebuilt["lastUpdated"])
     resource["meta"] = rebuilt  # in place if it existed, appended last otherwise

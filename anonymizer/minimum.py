@@ -79,7 +79,7 @@ class MinimumNecessary:
         return value
 
     @staticmethod
-    def _compile_filter(resource_type: str, text: Any) -> Callable[[dict], list]:
+    def _compile_filter(resource_type: str, text: Any) -> Callable[[dict, dict], list]:
         if not isinstance(text, str):
             raise _fail(f"the filter for {resource_type} must be a FHIRPath expression")
         try:
@@ -95,7 +95,7 @@ class MinimumNecessary:
         tree: Tree = {}
         for path in paths:
             ctype = model.complex_type(resource_type)
-            node = tree
+            node: Tree = tree
             parts = path.split(".")
             for depth, name in enumerate(parts):
                 element = next((e for e in ctype.elements.values() if e.name == name), None)
@@ -110,6 +110,7 @@ class MinimumNecessary:
                 child = node.setdefault(name, {})
                 if child is True:
                     break  # an ancestor is kept whole already
+                assert isinstance(child, dict) and element.complex_key is not None
                 node = child
                 ctype = model.complex_type(element.complex_key)
         return tree
@@ -154,6 +155,6 @@ def _prune(obj: Any, ctype: model.ComplexType, tree: Tree, root: bool = False) -
         keep = tree.get(element.name)
         if keep is True:
             out[key] = value
-        elif keep and element.kind == model.COMPLEX and not key.startswith("_"):
+        elif isinstance(keep, dict) and element.complex_key is not None and not key.startswith("_"):
             out[key] = _prune(value, model.complex_type(element.complex_key), keep)
     return out

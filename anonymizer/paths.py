@@ -1,6 +1,6 @@
 """Parsing rule paths into the forms the plan compiler decides statically.
 
-A rule path is split as the reference splits it (reference section 3.1) and then classified:
+A rule path is split as the reference splits it (docs/reference.md section 3.1) and then classified:
 - `resource`: the path is a resource type (`Patient`, `Resource`, `DomainResource`);
 - `table`: the reference's fast path, `nodesByType('X')` / `nodesByName('x')` with at most one
   plain child name, matched against the resource's descendants (the root excluded);

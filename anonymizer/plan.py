@@ -1,6 +1,6 @@
 """Compiling the rules into a plan, once per engine; the plan never changes once built.
 
-"The first rule to reach a node wins and claims its subtree" (reference section 3.4) depends only
+"The first rule to reach a node wins and claims its subtree" (docs/reference.md section 3.4) depends only
 on the rule paths, the element names and types along the way, so the winner of every element is
 decided here, not per node at run time. Each static rule path is an automaton over the element
 tree; a plan node is keyed by (element type, the automaton states still alive, the winner so far).
@@ -33,6 +33,7 @@ from anonymizer.methods.base import (
     ComplexAction,
     Method,
     PrimitiveAction,
+    Removal,
     ResourceState,
     Shared,
 )
@@ -82,6 +83,10 @@ def compile_rules(
     return compiled
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def _drop(value: Any, state: ResourceState) -> None:
     return None
 
@@ -101,7 +106,7 @@ def recording_root_id(action: PrimitiveAction) -> PrimitiveAction:
     """The action on a resource's id, recording the root's id before and after it: date shifts
     read them (ResourceState.root_id, root_id_out), and most roots write their id before their
     dates."""
-    if getattr(action, "removes", None) is not None:
+    if isinstance(action, Removal):
         return action  # generated code removes the value without calling the action
 
     def act_on_root_id(value: Any, state: ResourceState) -> Any:
@@ -159,7 +164,8 @@ class Slot:
         self.shadow_key = "_" + element.json_key
         self.is_shadow = is_shadow  # the slot of the `_x` key (an object: id and extensions)
         self.is_primitive = kind == PRIMITIVE and not is_shadow
-        self.normalize = NORMALIZERS.get(element.type_name)
+        # How the parser reads a value here (a primitive's type; anything else: as it is).
+        self.normalize: Callable[[Any], Any] = NORMALIZERS.get(element.type_name, _as_is)
         self.builder = builder
         self.parent = parent
         self.states = states
@@ -389,9 +395,20 @@ class ResourcePlanBuilder:
         with self.lock:
             stepped = self._step(node.states, element.name)
             states = frozenset(stepped)
-            made = {"builder": self, "parent": node, "is_shadow": is_shadow, "states": states}
+
+            def slot(**decided: Any) -> Slot:
+                return Slot(
+                    element,
+                    element.kind,
+                    builder=self,
+                    parent=node,
+                    is_shadow=is_shadow,
+                    states=states,
+                    **decided,
+                )
+
             if element.kind == model.RESOURCE:
-                return Slot(element, element.kind, **made)  # nested resources: processed on their own
+                return slot()  # nested resources are processed on their own (see walker)
             matched, out = self._closure(stepped, element.type_name, element.name)
             if extra_match is not None:
                 matched.add(extra_match)
@@ -402,17 +419,15 @@ class ResourcePlanBuilder:
                 if node.is_resource and element.name == "id" and action is not None:
                     action = recording_root_id(action)
                 shadow = self.node(PRIMITIVE_SHADOW, pruned, self._below(winner, element))
-                return Slot(element, element.kind, winner=winner, action=action, shadow=shadow, **made)
+                return slot(winner=winner, action=action, shadow=shadow)
             assert element.complex_key is not None
             ctype = model.complex_type(element.complex_key)
             complex_action = None
             if winner is not None and winner[1] == APPLY:
                 complex_action = self.by_index[winner[0]].method.complex_action(element)
             # A method that takes the whole node: its children are the rule's (CLAIMED).
-            child = self.node(ctype, pruned, winner if complex_action is None else (winner[0], CLAIMED))
-            return Slot(
-                element, element.kind, winner=winner, child=child, complex_action=complex_action, **made
-            )
+            claimed = winner if complex_action is None or winner is None else (winner[0], CLAIMED)
+            return slot(winner=winner, child=self.node(ctype, pruned, claimed), complex_action=complex_action)
 
     def _below(self, winner: Winner, element: Element) -> Winner:
         """The winner of a primitive's own children (`id`, `extension` in its `_x` shadow)."""

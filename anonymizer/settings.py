@@ -1,4 +1,4 @@
-"""The engine's `ANONYMIZER_*` settings (CONTRACT section 5), read in one place by the command line
+"""The engine's `ANONYMIZER_*` settings (docs/contract.md section 5), read in one place by the command line
 and the Azure Function alike: the same variable means the same thing, and a bad value is the same
 one-line error (naming the variable) wherever it is read. The storage settings are the Function's
 own (`anonymizer.azure.settings`), built on these."""

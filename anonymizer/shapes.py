@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from anonymizer.errors import InvalidInputError
+from anonymizer.methods.base import Removal
 from anonymizer.r4.model import COMPLEX, PRIMITIVE, RESOURCE
 from anonymizer.r4.primitives import ACCEPTED_AS_IS, NORMALIZERS
 
@@ -287,9 +288,8 @@ def _primitive(
 
 def _keep(number: int, k: str, slot: Slot, constants: dict[str, Any], indent: str) -> list[str]:
     """Code for a valid value `v`: the slot's action, then `out`."""
-    removes = getattr(slot.action, "removes", None)
-    if removes is not None:  # the value is validated, then removed
-        constants[f"R{number}"] = removes
+    if isinstance(slot.action, Removal):  # the value is validated, then removed
+        constants[f"R{number}"] = slot.action.removes
         return [f"{indent}state.ops |= R{number}"]
     if slot.action is None:
         return [f"{indent}out[{k}] = v"]

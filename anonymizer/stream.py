@@ -123,7 +123,8 @@ class StreamRun:
         summary = self.summary
         summary.lines += 1
         if line is None:
-            return self._fault("line_too_long")
+            self._fault("line_too_long")
+            return None
         # The line keeps its `\n` (or `\r\n`): JSON whitespace to the parser.
         if not line or (line[0] in _SPACE and not line.strip()):
             summary.blank_lines += 1
@@ -132,7 +133,7 @@ class StreamRun:
             return self._resource_line(line)
         except (LineFault, ConfigurationError):
             raise
-        except Exception as exc:  # nothing in a line may end the run (CONTRACT section 7)
+        except Exception as exc:  # nothing in a line may end the run (docs/contract.md section 7)
             # Only the exception's type and the line number: its text may quote the content.
             log.warning(
                 "%s:%d: internal error (%s); the line is left out",
@@ -141,7 +142,8 @@ class StreamRun:
                 type(exc).__name__,
             )
             kind = "internal_error"
-        return self._fault(kind)
+        self._fault(kind)
+        return None
 
     def _resource_line(self, line: bytes) -> bytes | None:
         summary = self.summary
@@ -159,7 +161,8 @@ class StreamRun:
         if fault is None:
             fault = _resource_type_fault(resource.get("resourceType"))
         if fault is not None:
-            return self._fault(fault)
+            self._fault(fault)
+            return None
         resource_type = resource["resourceType"]
         summary.count_input(resource_type)
         failed = False
@@ -174,18 +177,20 @@ class StreamRun:
         if failed:
             raise LineFault("processing_error", self.next_line)
         if fault is not None:
-            return self._fault(fault)
+            self._fault(fault)
+            return None
         if dropped is not None:  # minimum necessary
             summary.dropped[(resource_type, dropped)] += 1
             return None
         if skipped:
             summary.skip(self.next_line, self.file)
+        assert result is not None  # (None only when dropped)
         data = jsonio.dumps_line(result)
         summary.count_output(result, len(data))
         return data
 
     def _fault(self, kind: str) -> None:
-        return self._fault_at(kind, self.next_line)
+        self._fault_at(kind, self.next_line)
 
     def _fault_at(self, kind: str, line: int) -> None:
         if self.on_invalid_line == "fail":
@@ -212,7 +217,7 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def anonymize_stream(chunks: Iterable[bytes], engine: Engine, **options: Any) -> StreamRun:
-    """The streaming core's entry point (CONTRACT section 2); `options` are StreamRun's: context,
+    """The streaming core's entry point (docs/contract.md section 2); `options` are StreamRun's: context,
     start_offset, start_line, on_invalid_line, max_line_bytes, input_complete, file (the name
     faults carry), continues."""
     return StreamRun(chunks, engine, **options)

@@ -1,4 +1,4 @@
-"""The run summary of CONTRACT section 6: counts only, never content, keys or SAS tokens."""
+"""The run summary of docs/contract.md section 6: counts only, never content, keys or SAS tokens."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _label_codes(meta: Any) -> tuple[str, ...]:
 
 
 def faults_dict(faults: dict[str, Fault]) -> dict[str, dict]:
-    """Faults as CONTRACT section 6 writes them: per kind, the count and the first lines."""
+    """Faults as docs/contract.md section 6 writes them: per kind, the count and the first lines."""
     return {
         kind: {
             "count": f.count,

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +164,8 @@ class Report:
     def to_dict(self) -> dict:
         paths = {}
         for resource_type in sorted(set(self.elements_in) | set(self.elements_out)):
-            before, after = self.elements_in.get(resource_type, {}), self.elements_out.get(resource_type, {})
+            before: Counter = self.elements_in.get(resource_type, Counter())
+            after: Counter = self.elements_out.get(resource_type, Counter())
             paths[resource_type] = {
                 p: [before.get(p, 0), after.get(p, 0)] for p in sorted(set(before) | set(after))
             }
@@ -300,7 +301,7 @@ def render_html(report: Report) -> str:
 
     data = report.to_dict()
 
-    def bars(rows: list[tuple[str, float, float]], title: str) -> str:
+    def bars(rows: Sequence[tuple[str, float, float]], title: str) -> str:
         top = max([max(a, b) for _, a, b in rows] or [1]) or 1
         height = 22 * len(rows) + 30
         parts = [

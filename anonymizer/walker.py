@@ -83,7 +83,7 @@ class Walk:
         if type(obj) is not dict:
             raise InvalidInputError("The input FHIR resource JSON is invalid.", kind="not_object")
         resource_type = obj.get("resourceType")
-        if not is_resource_type(resource_type):
+        if not isinstance(resource_type, str) or not is_resource_type(resource_type):
             kind = "no_resource_type" if resource_type is None else "unknown_resource_type"
             raise InvalidInputError("The input FHIR resource JSON is invalid.", kind=kind)
         builder = self.plans(resource_type)
@@ -105,11 +105,12 @@ class Walk:
             state.root, state.root_node = obj, plan
         node = self.runtime.node(plan)
         # A root's generated code, when it has some, without going through `object`.
+        out: dict = {"resourceType": resource_type}  # never empty: the walk returns it
         walk_shape = None if self.claims else node.shapes.get(tuple(obj))
         if walk_shape is not None:
-            out = walk_shape(obj, {"resourceType": resource_type}, self, state)
+            walk_shape(obj, out, self, state)
         else:
-            out = self.object(obj, node, {"resourceType": resource_type})
+            self.object(obj, node, out)
         ops = state.ops
         if ops and container_name != "contained" and claimed_by is None:
             if state.reuse:

@@ -1,4 +1,4 @@
-"""The command line of CONTRACT section 4: modes, options, exit statuses, and no key in any output."""
+"""The command line of docs/contract.md section 4: modes, options, exit statuses, and no key in any output."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fault table of CONTRACT section 7 over a corpus of bad lines, each with its own canary: every
+"""The fault table of docs/contract.md section 7 over a corpus of bad lines, each with its own canary: every
 bad line classified at its absolute line number, every good line written, and no canary in any
 log record, summary or exception chain."""
 

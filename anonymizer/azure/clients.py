@@ -39,6 +39,7 @@ def blob_service(settings: Settings, **kwargs: Any) -> BlobServiceClient:
     kwargs = {**TRANSFER, **kwargs}
     if settings.connection_string:
         return BlobServiceClient.from_connection_string(settings.connection_string, **kwargs)
+    assert settings.blob_service_uri is not None  # Settings.check_connection: one or the other
     return BlobServiceClient(settings.blob_service_uri, credential=credential(settings), **kwargs)
 
 
@@ -48,6 +49,10 @@ def results_queue(settings: Settings) -> QueueClient:
     if settings.connection_string:
         return QueueClient.from_connection_string(
             settings.connection_string, settings.results_queue, message_encode_policy=policy
+        )
+    if not settings.queue_service_uri:
+        raise ConfigurationError(
+            f"set {CONNECTION}__queueServiceUri beside {CONNECTION}__blobServiceUri (the results queue)"
         )
     return QueueClient(
         settings.queue_service_uri,

@@ -1,4 +1,4 @@
-"""The growing-blob protocol of CONTRACT section 8.
+"""The growing-blob protocol of docs/contract.md section 8.
 
 `$export` commits the same NDJSON blob again and again while it grows; each commit fires the
 trigger. A run reads the destination's metadata (what it covers of which source), checks that the
@@ -118,8 +118,9 @@ class BlobSink:
             raise
         self.committed += self.staged
         self.staged = []
-        self.etag = result["etag"]
-        return self.etag
+        etag = str(result["etag"])
+        self.etag = etag
+        return etag
 
 
 class _Window:
@@ -178,7 +179,7 @@ def process(
 
 @dataclass
 class Resume:
-    """Where the destination's metadata says the last run stopped (CONTRACT section 8)."""
+    """Where the destination's metadata says the last run stopped (docs/contract.md section 8)."""
 
     offset: int = 0
     next_line: int = 1

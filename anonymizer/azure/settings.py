@@ -1,4 +1,4 @@
-"""The app settings of CONTRACT section 5, read from the environment.
+"""The app settings of docs/contract.md section 5, read from the environment.
 
 The storage connection is needed before anything can run or be reported: a missing one raises.
 Every other setting is the run's (`anonymizer.settings`, shared with the command line): a bad

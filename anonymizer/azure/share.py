@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
@@ -120,15 +121,14 @@ def share_url(
     now = datetime.now(UTC)
     start, end = now - timedelta(minutes=5), now + expiry  # a little slack for clock skew
     permission = ContainerSasPermissions(read="r" in permissions, list="l" in permissions)
-    common = {
-        "account_name": service.account_name,
-        "container_name": container,
-        "permission": permission,
-        "expiry": end,
-        "start": start,
-        "protocol": "https",
-        "ip": ip,
-    }
+    account = service.account_name
+    assert account is not None  # (a service client always knows its account)
+
+    def sign(**key: Any) -> str:
+        return generate_container_sas(
+            account, container, permission=permission, expiry=end, start=start, protocol="https", ip=ip, **key
+        )
+
     if user_delegation:
         if getattr(service.credential, "account_key", None):
             raise ConfigurationError(
@@ -136,14 +136,14 @@ def share_url(
                 "with azure-identity), not an account-key connection string"
             )
         key = service.get_user_delegation_key(start, end)
-        token = generate_container_sas(user_delegation_key=key, **common)
+        token = sign(user_delegation_key=key)
     else:
         account_key = getattr(service.credential, "account_key", None)
         if not account_key:
             raise ConfigurationError(
                 "no account key in the connection: use --user-delegation with an identity"
             )
-        token = generate_container_sas(account_key=account_key, **common)
+        token = sign(account_key=account_key)
     base = f"{service.url.rstrip('/')}/{container}"
     if not base.startswith("https://"):
         raise ConfigurationError(

@@ -148,6 +148,21 @@ class ResourceState:
 
 # (value, state) -> new value, or None when the value is removed.
 PrimitiveAction = Callable[[Any, ResourceState], Any]
+
+
+class Removal:
+    """The action that removes a value (validated first) and records one operation: generated
+    walk code does that inline, without calling it (shapes.py reads `removes`)."""
+
+    __slots__ = ("removes",)
+
+    def __init__(self, operation: int) -> None:
+        self.removes = operation
+
+    def __call__(self, value: Any, state: ResourceState) -> None:
+        state.ops |= self.removes
+
+
 # (the input node, what the method may ask of the walker) -> the output node, or None
 ComplexAction = Callable[[Any, NodeWalk], Any]
 

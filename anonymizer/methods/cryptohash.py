@@ -1,5 +1,5 @@
 """cryptoHash: HMAC-SHA256 (hex) of the value; of a Reference.reference only the id part, so that
-hashed references still point at hashed ids (reference section 4.4)."""
+hashed references still point at hashed ids (docs/reference.md section 4.4)."""
 
 from __future__ import annotations
 

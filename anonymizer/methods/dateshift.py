@@ -1,6 +1,6 @@
 """dateShift: moves dates by a per-resource (or per-file, -folder, -patient) offset and zeroes the
 time of day; dates without a day, or over the age limit, fall back to partial redaction
-(reference section 4.3). The offset formula is the reference's; the `patient` scope is ours."""
+(docs/reference.md section 4.3). The offset formula is the reference's; the `patient` scope is ours."""
 
 from __future__ import annotations
 
@@ -179,9 +179,9 @@ class DateShiftMethod(Method):
                 day_texts = memory.day_texts
                 text = day_texts.get(ordinal + days) or _day_text(ordinal + days, day_texts)
                 return text + time_part if time_part else text
-            text, operation = compute(value, days)
+            shifted, operation = compute(value, days)
             state.ops |= operation
-            return text
+            return shifted
 
         shift.counts_varying = True  # type: ignore[attr-defined]
         return shift

@@ -1,5 +1,5 @@
 """encrypt: AES-CBC with PKCS#7 padding and a fresh random IV per value; the result is
-base64(IV || ciphertext), as the reference writes it (reference section 4.5). `decrypt` reverses it
+base64(IV || ciphertext), as the reference writes it (docs/reference.md section 4.5). `decrypt` reverses it
 for data owners who hold the key."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """generalize: the first of the rule's `cases` whose predicate holds for the value replaces it with
-its expression's result; otherwise `otherValues` redacts (default) or keeps it (reference section
+its expression's result; otherwise `otherValues` redacts (default) or keeps it (docs/reference.md section
 4.8). Cases are FHIRPath with the value as `$this`, compiled once per configuration, evaluated
 with Firely's semantics: an empty predicate result counts as true."""
 

@@ -81,7 +81,8 @@ class PerturbMethod(Method):
             noise = Decimal(repr(self.random.uniform(float(-span / 2), float(span / 2))))
             number += noise
         result = number
-        if number.as_tuple().exponent < -digits:  # like .NET decimal.Round: never adds zeros
+        exponent = number.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -digits:  # like .NET decimal.Round: never adds zeros
             result = number.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_EVEN)
         if integer:
             whole = int(result)

@@ -1,24 +1,19 @@
 """redact: removes values; with the partial flags keeps the year of dates, ages up to 89 and the
-first three digits of zip codes (reference section 4.2)."""
+first three digits of zip codes (docs/reference.md section 4.2)."""
 
 from __future__ import annotations
 
 import re
 
 from anonymizer.errors import InvalidInputError
-from anonymizer.methods.base import ABSTRACT, REDACT, Method, PrimitiveAction, ResourceState
+from anonymizer.methods.base import ABSTRACT, REDACT, Method, PrimitiveAction, Removal, ResourceState
 from anonymizer.methods.dates import DATE_TYPES, pattern_for, redact_partial
 from anonymizer.r4.model import Element
 
 _UNICODE_DIGIT = re.compile(r"\d")  # .NET \d: any Unicode decimal digit
 
 
-def _remove(value: object, state: ResourceState) -> None:
-    state.ops |= REDACT
-    return None
-
-
-_remove.removes = REDACT  # generated walk code records the operation inline (shapes.py)
+_remove = Removal(REDACT)
 
 
 class RedactMethod(Method):

@@ -39,13 +39,13 @@ def _references(value: Any, steps: list[str]):
 def patient_id_of(resource: dict) -> str | None:
     """The Patient's own id, else the first Patient reference among the resource's
     Patient-compartment parameters in the compartment definition's order; None if there is none."""
-    resource_type = resource.get("resourceType")
+    resource_type = str(resource.get("resourceType"))
     if resource_type == "Patient":
         value = resource.get("id")
         return value.strip() if type(value) is str and value.strip() else None
     paths = _PATHS.get(resource_type)
     if paths is None:
-        paths = _PATHS[resource_type] = _element_paths(str(resource_type))
+        paths = _PATHS[resource_type] = _element_paths(resource_type)
     for steps in paths:
         for reference in _references(resource, steps):
             reference = reference.strip()

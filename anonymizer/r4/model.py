@@ -192,10 +192,11 @@ PRIMITIVE_SHADOW = ComplexType(
 
 def is_type_or_subtype(type_name: str, wanted: str) -> bool:
     """`type_name` is `wanted` or derives from it (Age is a Quantity), as FHIRPath `is` says."""
-    while type_name is not None:
-        if type_name == wanted:
+    current: str | None = type_name
+    while current is not None:
+        if current == wanted:
             return True
-        type_name = _TYPE2PARENT.get(type_name)
+        current = _TYPE2PARENT.get(current)
     return False
 
 
@@ -259,7 +260,7 @@ def _children_by_type(key: str) -> dict[str, _Group]:
                 names |= PRIMITIVE_SHADOW.names
                 more_types.add(_ELEMENT_ID)
                 below.add("Extension")
-            elif element.kind == COMPLEX:
+            elif element.kind == COMPLEX and element.complex_key is not None:
                 below.add(element.complex_key)
         found = {t: (frozenset(n), frozenset(m), tuple(b)) for t, (n, m, b) in grouped.items()}
         _BY_TYPE[key] = found

@@ -81,12 +81,11 @@ def _integer(value: object) -> int | None:
 
 
 def _decimal(value: object) -> object:
-    kind = type(value)
-    if kind is float:
+    if type(value) is float:
         return check_float(value)
-    if kind is int or isinstance(value, Decimal):
+    if type(value) is int or isinstance(value, Decimal):
         return value
-    if kind is str:
+    if isinstance(value, str):  # (a str, never a subclass: JSON gives exact types)
         text = value.strip(NET_WHITESPACE)
         if not text:
             return None
