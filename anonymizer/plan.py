@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from anonymizer.config import Parameters
 from anonymizer.errors import InvalidInputError
 from anonymizer.methods.base import (
     APPLY,
@@ -63,7 +64,7 @@ class CompiledRule:
 
 
 def compile_rules(
-    rules: list[dict], parameters: Any, methods: Mapping[str, type[Method]]
+    rules: list[dict], parameters: Parameters, methods: Mapping[str, type[Method]]
 ) -> list[CompiledRule]:
     """The configuration's rules with their methods made (rules were checked when the
     configuration was built: every method is in `methods`)."""

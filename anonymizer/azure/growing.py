@@ -31,6 +31,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobClient
 
+from anonymizer.azure.settings import Settings
 from anonymizer.engine import Context, Engine
 from anonymizer.stream import FAULTED, PROCESSED, StreamRun
 from anonymizer.summary import MAX_FAULT_LINES, Fault, Summary
@@ -41,6 +42,9 @@ TAIL_BYTES = 64 * 1024
 BLOCK_BYTES = 4 << 20
 MAX_ATTEMPTS = 5
 PARTIAL, COMPLETE = "partial", "complete"
+
+
+EngineFor = Callable[[date | None], Engine]  # the engine for a (recorded) reference date
 
 
 class Conflict(Exception):
@@ -167,7 +171,10 @@ def _read_range(source: BlobClient, start: int, end: int, etag: str) -> bytes:
 
 
 def process(
-    source: BlobClient, destination: BlobClient, engine_for: Callable[[date | None], Engine], settings: Any
+    source: BlobClient,
+    destination: BlobClient,
+    engine_for: Callable[[date | None], Engine],
+    settings: Settings,
 ) -> Outcome:
     for attempt in range(MAX_ATTEMPTS):
         try:
@@ -228,7 +235,10 @@ def unpack_faults(text: str, file: str = "-") -> dict[str, Fault]:
 
 
 def _attempt(
-    source: BlobClient, destination: BlobClient, engine_for: Callable[[date | None], Engine], settings: Any
+    source: BlobClient,
+    destination: BlobClient,
+    engine_for: Callable[[date | None], Engine],
+    settings: Settings,
 ) -> Outcome:
     # 1. What the destination covers, and under which configuration.
     try:
@@ -297,7 +307,7 @@ def _stream(
     source: BlobClient,
     sink: BlobSink,
     engine: Engine,
-    settings: Any,
+    settings: Settings,
     source_etag: str,
     size: int,
     resume: Resume,
