@@ -18,6 +18,7 @@ from typing import Any
 from anonymizer import jsonio
 from anonymizer.config import Configuration, parse_json, read_configuration_text
 from anonymizer.config import build_configuration as _build_configuration
+from anonymizer.core import CoreRunner, choose_engine
 from anonymizer.errors import InvalidInputError, ProcessingError
 from anonymizer.labels import empty_resource
 from anonymizer.methods import REGISTRY
@@ -51,10 +52,18 @@ class Engine:
     version = ENGINE_VERSION
 
     def __init__(
-        self, config: Configuration, *, methods: Methods = REGISTRY, generated_code: bool = True
+        self,
+        config: Configuration,
+        *,
+        methods: Methods = REGISTRY,
+        generated_code: bool = True,
+        kind: str | None = None,
     ) -> None:
         """`generated_code=False` runs the plan with the walker's interpreter only (shapes.py
-        generates no code): slower, the same output (tests compare the two)."""
+        generates no code): slower, the same output (tests compare the two). `kind`: auto, core or
+        python (None: ANONYMIZER_ENGINE, else auto): whether streams run on the compiled core
+        (core.py; auto: when it is installed)."""
+        self.kind = choose_engine(kind)
         self.config = config
         self.parameters = config.parameters
         self.rules = compile_rules(config.rules, config.parameters, methods)
@@ -65,6 +74,8 @@ class Engine:
         self._codes = CodeCache()
         self._threads = threading.local()  # each thread's Runtime
         self._patient_scope = config.parameters.date_shift_scope == "patient"
+        self._core: CoreRunner | None = None
+        self._core_lock = threading.Lock()
 
     @classmethod
     def from_file(
@@ -76,6 +87,7 @@ class Engine:
         reference_date: date | None = None,
         methods: Methods = REGISTRY,
         generated_code: bool = True,
+        kind: str | None = None,
     ) -> Engine:
         return cls.from_dict(
             read_configuration_text(path),
@@ -84,6 +96,7 @@ class Engine:
             reference_date=reference_date,
             methods=methods,
             generated_code=generated_code,
+            kind=kind,
         )
 
     @classmethod
@@ -96,6 +109,7 @@ class Engine:
         reference_date: date | None = None,
         methods: Methods = REGISTRY,
         generated_code: bool = True,
+        kind: str | None = None,
     ) -> Engine:
         if isinstance(config, str):
             config = parse_json(config)
@@ -106,7 +120,7 @@ class Engine:
             allow_random_keys=allow_random_keys,
             reference_date=reference_date,
         )
-        return cls(configuration, methods=methods, generated_code=generated_code)
+        return cls(configuration, methods=methods, generated_code=generated_code, kind=kind)
 
     @property
     def reference_date(self) -> date:
@@ -121,6 +135,22 @@ class Engine:
                     applicable = [rule for rule in self.rules if rule.applies_to(resource_type)]
                     plan = self._plans[resource_type] = ResourcePlanBuilder(resource_type, applicable)
         return plan
+
+    def plans(self) -> dict[str, ResourcePlanBuilder]:
+        """The resource types' plans built so far."""
+        with self._plans_lock:
+            return dict(self._plans)
+
+    @property
+    def core(self) -> CoreRunner | None:
+        """The compiled core that streams run on, or None when this engine runs Python only."""
+        if self.kind != "core":
+            return None
+        if self._core is None:
+            with self._core_lock:
+                if self._core is None:
+                    self._core = CoreRunner(self)
+        return self._core
 
     def runtime(self) -> Runtime:
         """This thread's runtime for this engine."""

@@ -37,6 +37,8 @@ from anonymizer.methods.base import (
     Removal,
     ResourceState,
     Shared,
+    core_form,
+    core_form_of,
 )
 from anonymizer.methods.dates import DATE_TYPES
 from anonymizer.methods.dateshift import DateShiftMethod
@@ -88,8 +90,11 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-def _drop(value: Any, state: ResourceState) -> None:
+def _remove_claimed(value: Any, state: ResourceState) -> None:
     return None
+
+
+_drop = core_form(_remove_claimed, "drop")  # a node a rule claimed and removes: nothing recorded
 
 
 def _counted(action: PrimitiveAction) -> PrimitiveAction:
@@ -100,7 +105,7 @@ def _counted(action: PrimitiveAction) -> PrimitiveAction:
         state.varying += 1
         return action(value, state)
 
-    return varying_action
+    return core_form(varying_action, *core_form_of(action))
 
 
 def recording_root_id(action: PrimitiveAction) -> PrimitiveAction:
@@ -117,7 +122,7 @@ def recording_root_id(action: PrimitiveAction) -> PrimitiveAction:
             state.root_id_written = "" if result is None else str(result)
         return result
 
-    return act_on_root_id
+    return core_form(act_on_root_id, *core_form_of(action))
 
 
 class Slot:
@@ -368,6 +373,10 @@ class ResourcePlanBuilder:
                     found = PlanNode(ctype, states, winner, self, is_resource)
                     self._nodes[key] = found
         return found
+
+    def nodes(self) -> list[PlanNode]:
+        """The plan nodes built so far, in the order they were made (call under `lock`)."""
+        return list(self._nodes.values())
 
     def make_slot(self, node: PlanNode, key: str) -> Slot:
         if key == "resourceType" and node.is_resource:

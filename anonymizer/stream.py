@@ -21,6 +21,7 @@ from anonymizer.settings import DEFAULT_MAX_LINE_BYTES
 from anonymizer.summary import Summary
 
 if TYPE_CHECKING:
+    from anonymizer.core import CoreRunner
     from anonymizer.engine import Context, Engine
 
 __all__ = ["FAULTED", "PROCESSED", "LineFault", "StreamRun", "anonymize_stream"]
@@ -28,6 +29,9 @@ __all__ = ["FAULTED", "PROCESSED", "LineFault", "StreamRun", "anonymize_stream"]
 log = logging.getLogger("anonymizer.stream")
 
 _FLUSH_BYTES = 1 << 16
+# Blocks for the compiled core: the first small (their new shapes fall back), then doubling.
+FIRST_BLOCK_BYTES = 1 << 14
+BLOCK_BYTES = 1 << 20
 _SPACE = frozenset(b" \t\r\n\f\v")
 
 
@@ -88,6 +92,10 @@ class StreamRun:
         return self._lines.open_line
 
     def __iter__(self) -> Iterator[bytes]:
+        core = self.engine.core
+        if core is not None:
+            yield from self._iter_core(core)
+            return
         out: list[bytes] = []
         size = 0
         process = self._process
@@ -118,6 +126,102 @@ class StreamRun:
         summary.input_bytes = lines.consumed
         summary.finish()
 
+    # -- on the compiled core ------------------------------------------------------------------
+    def _iter_core(self, core: CoreRunner) -> Iterator[bytes]:
+        """__iter__ with the lines in blocks through the compiled core (core.py). Blocks start
+        small and double: the first lines of new shapes fall back to the Python engine, which
+        builds their plan, and the core takes the rest."""
+        lines = self._lines
+        summary = self.summary
+        out: list[bytes] = []
+        size = 0
+        block: list[bytes] = []
+        block_bytes = 0
+        block_consumed = 0
+        target = FIRST_BLOCK_BYTES
+        for line in lines:
+            if type(line) is bytes:
+                block.append(line)
+                block_bytes += len(line)
+                block_consumed = lines.consumed
+                if block_bytes < target:
+                    continue
+                size += self._core_block(core, block, out)
+                block, block_bytes = [], 0
+                target = min(2 * target, BLOCK_BYTES)
+                consumed = block_consumed
+            else:
+                if block:
+                    size += self._core_block(core, block, out)
+                    block, block_bytes = [], 0
+                if line is GARBLED:  # the rest of the line before the first: it is not JSON
+                    self._fault_at("not_json", self.next_line - 1)
+                else:  # a line over the size limit: only its length
+                    self._process(None)
+                    self.next_line += 1
+                consumed = lines.consumed
+            if size >= _FLUSH_BYTES:
+                self.emitted_consumed, self.emitted_next_line = consumed, self.next_line
+                yield b"".join(out)
+                out, size = [], 0
+        if block:
+            self._core_block(core, block, out)
+        self.emitted_consumed, self.emitted_next_line = lines.consumed, self.next_line
+        if out:
+            yield b"".join(out)
+        summary.input_bytes = lines.consumed
+        summary.finish()
+
+    def _core_block(self, core: CoreRunner, block: list[bytes], out: list[bytes]) -> int:
+        """Run a block of lines through the core, the lines it hands back through the Python
+        engine; appends the output in line order and returns its size."""
+        summary = self.summary
+        stop = self.on_invalid_line == "fail"  # the run stops at the first bad line: exactly there
+        last_open = len(block) - 1 if self._lines.last_open else -1
+        size = 0
+        fell_back = False
+        start = 0
+        while start < len(block):
+            first_line = self.next_line
+            lines = block[start:] if start else block
+            written, events, counts = core.process(lines, self.context, stop_at_event=stop)
+            handled = counts["handled"]
+            summary.lines += handled
+            summary.count_block(counts, len(written))
+            position = 0
+            for index, kind, value in events:
+                self.next_line = first_line + index
+                if kind == "fallback":
+                    fell_back = True
+                    if value > position:
+                        out.append(written[position:value])
+                    position = value
+                    faulted = summary.faulted_lines
+                    result = self._guarded_line(block[start + index])
+                    if result is not None:
+                        out.append(result)
+                        size += len(result)
+                    if start + index == last_open and summary.faulted_lines > faulted:
+                        self._lines.open_line = FAULTED
+                elif kind == "fault":
+                    if start + index == last_open:
+                        self._lines.open_line = FAULTED
+                    self._fault(value)
+                else:  # dropped: minimumNecessary's resourceTypes does not list the type
+                    from anonymizer.minimum import NOT_LISTED  # (loaded: the engine has one)
+
+                    summary.dropped[(value, NOT_LISTED)] += 1
+            if position < len(written):
+                out.append(written[position:] if position else written)
+            size += len(written)
+            self.next_line = first_line + handled
+            start += handled
+        if last_open >= 0 and self._lines.open_line is None:
+            self._lines.open_line = PROCESSED
+        if fell_back:
+            core.sync()  # what the Python engine added to the plan, for the next blocks
+        return size
+
     # -- one line ------------------------------------------------------------------------------
     def _process(self, line: bytes | None) -> bytes | None:
         summary = self.summary
@@ -129,6 +233,9 @@ class StreamRun:
         if not line or (line[0] in _SPACE and not line.strip()):
             summary.blank_lines += 1
             return None
+        return self._guarded_line(line)
+
+    def _guarded_line(self, line: bytes) -> bytes | None:
         try:
             return self._resource_line(line)
         except (LineFault, ConfigurationError):

@@ -144,6 +144,15 @@ class Summary:
             self._last_meta, self._last_codes = meta, _label_codes(meta)
         self._last_uses += 1
 
+    def count_block(self, counts: dict[str, Any], output_bytes: int) -> None:
+        """The counts of the lines the compiled core wrote (core.py), in one go."""
+        self.blank_lines += counts["blank_lines"]
+        _add(self.input_types, counts["input_types"])
+        _add(self.output_types, counts["output_types"])
+        _add(self.labels, counts["labels"])
+        self.output_resources += counts["output_resources"]
+        self.output_bytes += output_bytes
+
     def _count_labels(self) -> None:
         if self._last_uses:
             labels = self.labels

@@ -149,6 +149,24 @@ class ResourceState:
 # (value, state) -> new value, or None when the value is removed.
 PrimitiveAction = Callable[[Any, ResourceState], Any]
 
+A = TypeVar("A", bound=Callable[..., Any])
+
+
+def core_form(action: A, *form: Any) -> A:
+    """Say what the compiled core runs for this action (anonymizer/core.py reads `action.core`):
+    a tuple such as ("hash",) or ("partial_date", True). An action without one makes the core hand
+    the resource back to this engine, so a new method works unchanged, only without the core's
+    speed."""
+    action.core = form  # type: ignore[attr-defined]
+    return action
+
+
+def core_form_of(action: Callable[..., Any] | None) -> tuple[Any, ...]:
+    """The core's form of an action: ("none",) for no action, ("fallback",) when it has none."""
+    if action is None:
+        return ("none",)
+    return tuple(getattr(action, "core", ("fallback",)))
+
 
 class Removal:
     """The action that removes a value (validated first) and records one operation: generated
@@ -161,6 +179,10 @@ class Removal:
 
     def __call__(self, value: Any, state: ResourceState) -> None:
         state.ops |= self.removes
+
+    @property
+    def core(self) -> tuple[str, int]:
+        return ("remove", self.removes)
 
 
 # (the input node, what the method may ask of the walker) -> the output node, or None

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from anonymizer.methods.base import CRYPTOHASH, Method, PrimitiveAction, ResourceState, Shared
+from anonymizer.methods.base import CRYPTOHASH, Method, PrimitiveAction, ResourceState, Shared, core_form
 from anonymizer.r4.model import RESOURCE_TYPES, Element
 from anonymizer.r4.primitives import value_text
 
@@ -144,10 +144,10 @@ class CryptoHashMethod(Method):
                     references.keep(value, found)
                 return found
 
-            return hash_reference
+            return core_form(hash_reference, "hash_reference")
 
         def hash_value(value: object, state: ResourceState) -> str:
             state.ops |= CRYPTOHASH
             return hex_of(value if type(value) is str else value_text(value))
 
-        return hash_value
+        return core_form(hash_value, "hash")

@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from anonymizer.methods.base import PERTURB, REDACT, Method, PrimitiveAction, ResourceState, Shared
+from anonymizer.methods.base import (
+    PERTURB,
+    REDACT,
+    Method,
+    PrimitiveAction,
+    ResourceState,
+    Shared,
+    core_form,
+)
 from anonymizer.methods.dates import (
     AGE_LIMIT,
     DATE_TYPES,
@@ -184,7 +192,7 @@ class DateShiftMethod(Method):
             return shifted
 
         shift.counts_varying = True  # type: ignore[attr-defined]
-        return shift
+        return core_form(shift, "shift", is_date, id_rewritten)
 
 
 def _read_shiftable(

@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from anonymizer.errors import ProcessingError
-from anonymizer.methods.base import ENCRYPT, Method, PrimitiveAction, ResourceState
+from anonymizer.methods.base import ENCRYPT, Method, PrimitiveAction, ResourceState, core_form
 from anonymizer.r4.model import Element
 from anonymizer.r4.primitives import value_text
 
@@ -70,4 +70,4 @@ class EncryptMethod(Method):
             state.ops |= ENCRYPT
             return encrypt(value_text(value), key)
 
-        return encrypt_value
+        return core_form(encrypt_value, "encrypt")

@@ -6,7 +6,15 @@ from __future__ import annotations
 import re
 
 from anonymizer.errors import InvalidInputError
-from anonymizer.methods.base import ABSTRACT, REDACT, Method, PrimitiveAction, Removal, ResourceState
+from anonymizer.methods.base import (
+    ABSTRACT,
+    REDACT,
+    Method,
+    PrimitiveAction,
+    Removal,
+    ResourceState,
+    core_form,
+)
 from anonymizer.methods.dates import DATE_TYPES, pattern_for, redact_partial
 from anonymizer.r4.model import Element
 
@@ -24,9 +32,9 @@ class RedactMethod(Method):
         if element.type_name in DATE_TYPES:
             return self._partial_date(element.type_name) if params.partial_dates else _remove
         if element.type_name == "decimal" and parent_type == "Age":
-            return self._partial_age if params.partial_ages else _remove
+            return _partial_age if params.partial_ages else _remove
         if element.name.lower() == "postalcode":
-            return self._partial_zip if params.partial_zip_codes else _remove
+            return self._partial_zip() if params.partial_zip_codes else _remove
         return _remove
 
     def _partial_date(self, type_name: str) -> PrimitiveAction:
@@ -37,20 +45,28 @@ class RedactMethod(Method):
             state.ops |= REDACT
             return redact_partial(pattern.search(value), value, reference_date)
 
-        return redact_date
+        return core_form(redact_date, "partial_date", type_name == "date")
 
-    @staticmethod
-    def _partial_age(value: object, state: ResourceState) -> object:
-        state.ops |= REDACT
-        text = str(value)
-        if not text.lstrip("-").isdigit():
-            # The reference's int.Parse fails here too (an unskippable error there).
-            raise InvalidInputError("An Age.value is not a whole number; partial age redaction needs one")
-        return None if int(text) > 89 else value
+    def _partial_zip(self) -> PrimitiveAction:
+        restricted = self.parameters.restricted_zip_codes
 
-    def _partial_zip(self, value: str, state: ResourceState) -> str:
-        state.ops |= ABSTRACT
-        return partial_zip(value, self.parameters.restricted_zip_codes)
+        def redact_zip(value: str, state: ResourceState) -> str:
+            state.ops |= ABSTRACT
+            return partial_zip(value, restricted)
+
+        return core_form(redact_zip, "partial_zip")
+
+
+def _redact_age(value: object, state: ResourceState) -> object:
+    state.ops |= REDACT
+    text = str(value)
+    if not text.lstrip("-").isdigit():
+        # The reference's int.Parse fails here too (an unskippable error there).
+        raise InvalidInputError("An Age.value is not a whole number; partial age redaction needs one")
+    return None if int(text) > 89 else value
+
+
+_partial_age = core_form(_redact_age, "partial_age")
 
 
 def partial_zip(value: str, restricted: tuple[str, ...]) -> str:

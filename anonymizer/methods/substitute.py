@@ -18,6 +18,7 @@ from anonymizer.methods.base import (
     PrimitiveAction,
     ResourceState,
     Site,
+    core_form,
 )
 from anonymizer.r4.model import PRIMITIVE_TYPES, Element
 from anonymizer.r4.primitives import trim
@@ -83,7 +84,7 @@ class SubstituteMethod(Method):
             state.ops |= SUBSTITUTE
             return text
 
-        return substitute_value
+        return core_form(substitute_value, "substitute", text)
 
     def complex_action(self, element: Element) -> ComplexAction | None:
         replacement = self.replacement

@@ -36,6 +36,14 @@ def _references(value: Any, steps: list[str]):
             yield from _references(child, rest)
 
 
+def reference_paths(resource_type: str) -> list[list[str]]:
+    """The element paths (steps) of the type's Patient-compartment parameters, in order."""
+    paths = _PATHS.get(resource_type)
+    if paths is None:
+        paths = _PATHS[resource_type] = _element_paths(resource_type)
+    return paths
+
+
 def patient_id_of(resource: dict) -> str | None:
     """The Patient's own id, else the first Patient reference among the resource's
     Patient-compartment parameters in the compartment definition's order; None if there is none."""
@@ -43,10 +51,7 @@ def patient_id_of(resource: dict) -> str | None:
     if resource_type == "Patient":
         value = resource.get("id")
         return value.strip() if type(value) is str and value.strip() else None
-    paths = _PATHS.get(resource_type)
-    if paths is None:
-        paths = _PATHS[resource_type] = _element_paths(resource_type)
-    for steps in paths:
+    for steps in reference_paths(resource_type):
         for reference in _references(resource, steps):
             reference = reference.strip()
             if reference.startswith("urn:uuid:"):

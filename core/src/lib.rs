@@ -1,0 +1,285 @@
+//! fhir_anonymize_core: the compiled core of fhir-anonymize. One entry point, `process`, takes the
+//! compiled plan (exported from the Python engine's immutable plan by anonymizer/core.py) and a
+//! block of NDJSON lines, and returns the anonymized lines with the block's counts, faults and the
+//! lines it hands back to the Python engine (fallbacks), with the GIL released.
+
+use std::sync::RwLock;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+mod block;
+mod dates;
+mod json;
+mod methods;
+mod numbers;
+mod plan;
+mod walk;
+mod write;
+
+use plan::{Action, Node, Params, Plan, Prune, Root, Scope, Slot, NONE};
+
+/// The engine's limits (anonymizer/jsonio.py).
+pub const MAX_DEPTH: usize = 128;
+pub const MAX_NUMBER_DIGITS: usize = 1000;
+
+#[pyclass(frozen, name = "Plan", module = "fhir_anonymize_core")]
+struct PyPlan {
+    inner: RwLock<Plan>,
+}
+
+fn bad(message: &str) -> PyErr {
+    PyValueError::new_err(message.to_string())
+}
+
+fn item<'py, T: FromPyObject<'py>>(t: &Bound<'py, PyTuple>, i: usize) -> PyResult<T> {
+    t.get_item(i)?.extract()
+}
+
+fn action_of(spec: &Bound<'_, PyTuple>) -> PyResult<Action> {
+    let name: String = item(spec, 0)?;
+    Ok(match name.as_str() {
+        "none" => Action::None,
+        "drop" => Action::Drop,
+        "remove" => Action::Remove(item(spec, 1)?),
+        "partial_date" => Action::PartialDate { date_only: item(spec, 1)? },
+        "partial_age" => Action::PartialAge,
+        "partial_zip" => Action::PartialZip,
+        "shift" => Action::Shift { date_only: item(spec, 1)?, id_rewritten: item(spec, 2)? },
+        "hash" => Action::Hash,
+        "hash_reference" => Action::HashReference,
+        "encrypt" => Action::Encrypt,
+        "substitute" => Action::Substitute(item(spec, 1)?),
+        _ => Action::Fallback,
+    })
+}
+
+fn prune_of(tree: &Bound<'_, PyDict>) -> PyResult<Prune> {
+    let mut keys = FxHashMap::default();
+    for (key, below) in tree.iter() {
+        let key: String = key.extract()?;
+        let below = if below.is_none() { None } else { Some(prune_of(below.downcast::<PyDict>()?)?) };
+        keys.insert(key, below);
+    }
+    Ok(Prune { keys })
+}
+
+fn grow<T>(items: &mut Vec<Option<T>>, id: u32) -> &mut Option<T> {
+    let at = id as usize;
+    if items.len() <= at {
+        items.resize_with(at + 1, || None);
+    }
+    &mut items[at]
+}
+
+#[pymethods]
+impl PyPlan {
+    /// `params`: reference_date (y, m, d), partial_dates, restricted_zips, scope, fixed_offset,
+    /// shift_range, and the keys (shift_key, hash_key, encrypt_key), listed (minimumNecessary's
+    /// resourceTypes or None).
+    #[new]
+    fn new(resource_types: Vec<String>, params: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let get = |key: &str| -> PyResult<Bound<'_, PyAny>> {
+            params.get_item(key)?.ok_or_else(|| bad(&format!("plan parameter {key} missing")))
+        };
+        let (year, month, day): (i64, i64, i64) = get("reference_date")?.extract()?;
+        let scope = match get("scope")?.extract::<String>()?.as_str() {
+            "resource" => Scope::Resource,
+            "file" => Scope::File,
+            "folder" => Scope::Folder,
+            "patient" => Scope::Patient,
+            _ => return Err(bad("unknown date-shift scope")),
+        };
+        let shift_key: String = get("shift_key")?.extract()?;
+        let hash_key: String = get("hash_key")?.extract()?;
+        let encrypt_key: String = get("encrypt_key")?.extract()?;
+        let listed: Option<Vec<String>> = get("listed")?.extract()?;
+        let params = Params {
+            reference: dates::Day { year, month, day },
+            partial_dates: get("partial_dates")?.extract()?,
+            restricted_zips: get("restricted_zips")?.extract()?,
+            scope,
+            fixed_offset: get("fixed_offset")?.extract()?,
+            shift_range: get("shift_range")?.extract()?,
+            shift_mac: methods::cryptohash::prepared(shift_key.as_bytes()),
+            shift_key: shift_key.into_bytes(),
+            hash_mac: methods::cryptohash::prepared(hash_key.as_bytes()),
+            encrypt_key: encrypt_key.into_bytes(),
+            listed: listed.map(|types| types.into_iter().collect()),
+        };
+        let literal_reference = methods::cryptohash::literal_reference(&resource_types);
+        let plan = Plan {
+            params,
+            resource_types: resource_types.into_iter().collect::<FxHashSet<_>>(),
+            literal_reference,
+            nodes: Vec::new(),
+            slots: Vec::new(),
+            roots: FxHashMap::default(),
+        };
+        Ok(PyPlan { inner: RwLock::new(plan) })
+    }
+
+    /// Add what the Python plan built since the last export (anonymizer/core.py `PlanExport`):
+    /// node ids; slots (id, node, key, kind, main, is_list, is_shadow, normalize,
+    /// action, child, shadow, takes_node_whole, records_root_id, contained, has_claims); roots
+    /// (resource type, node, dynamic, filtered, prune, compartment); claims (nested slot, resource
+    /// type, claimed node or -1).
+    fn add(
+        &self,
+        py: Python<'_>,
+        nodes: Vec<u32>,
+        slots: Vec<Bound<'_, PyTuple>>,
+        roots: Vec<Bound<'_, PyTuple>>,
+        claims: Vec<(u32, String, i64)>,
+    ) -> PyResult<()> {
+        let mut new_slots = Vec::with_capacity(slots.len());
+        for t in &slots {
+            let id: u32 = item(t, 0)?;
+            let node: u32 = item(t, 1)?;
+            let key: String = item(t, 2)?;
+            let main: String = item(t, 4)?;
+            let normalize: String = item(t, 7)?;
+            let takes_whole: bool = item(t, 11)?;
+            let has_claims: bool = item(t, 14)?;
+            let slot = Slot {
+                kind: item(t, 3)?,
+                shadow_key: format!("_{main}"),
+                main,
+                is_list: item(t, 5)?,
+                is_shadow: item(t, 6)?,
+                normalize: plan::Normalize::of(&normalize),
+                action: action_of(t.get_item(8)?.downcast::<PyTuple>()?)?,
+                child: item::<Option<u32>>(t, 9)?.unwrap_or(NONE),
+                shadow: item::<Option<u32>>(t, 10)?.unwrap_or(NONE),
+                takes_whole,
+                records_root_id: item(t, 12)?,
+                contained: item(t, 13)?,
+                claims: if has_claims { Some(FxHashMap::default()) } else { None },
+            };
+            new_slots.push((id, node, key, slot));
+        }
+        let mut new_roots = Vec::with_capacity(roots.len());
+        for t in &roots {
+            let resource_type: String = item(t, 0)?;
+            let prune = t.get_item(4)?;
+            let prune = if prune.is_none() { None } else { Some(prune_of(prune.downcast::<PyDict>()?)?) };
+            let root = Root {
+                node: item(t, 1)?,
+                dynamic: item(t, 2)?,
+                filtered: item(t, 3)?,
+                prune,
+                compartment: item(t, 5)?,
+            };
+            new_roots.push((resource_type, root));
+        }
+        py.allow_threads(|| {
+            let mut plan = self.inner.write().map_err(|_| "the plan's lock is poisoned")?;
+            for id in nodes {
+                grow(&mut plan.nodes, id).get_or_insert_with(Node::default);
+            }
+            for (id, node, key, slot) in new_slots {
+                *grow(&mut plan.slots, id) = Some(slot);
+                let owner = plan.nodes.get_mut(node as usize).and_then(Option::as_mut).ok_or("a slot of an unknown node")?;
+                owner.slots.insert(key, id);
+            }
+            for (resource_type, root) in new_roots {
+                plan.roots.insert(resource_type, root);
+            }
+            for (slot, resource_type, node) in claims {
+                let nested = plan.slots.get_mut(slot as usize).and_then(Option::as_mut).ok_or("a claim of an unknown slot")?;
+                if let Some(map) = nested.claims.as_mut() {
+                    map.insert(resource_type, if node < 0 { NONE } else { node as u32 });
+                }
+            }
+            Ok::<(), &str>(())
+        })
+        .map_err(bad)
+    }
+
+    /// How much the plan holds: (nodes, slots, roots).
+    fn size(&self) -> PyResult<(usize, usize, usize)> {
+        let plan = self.inner.read().map_err(|_| bad("the plan's lock is poisoned"))?;
+        Ok((plan.nodes.iter().flatten().count(), plan.slots.iter().flatten().count(), plan.roots.len()))
+    }
+}
+
+/// What one thread keeps between blocks (recent hashes, random bytes); one per thread.
+#[pyclass(frozen, name = "Session", module = "fhir_anonymize_core")]
+struct PySession {
+    inner: std::sync::Mutex<walk::Session>, // one per thread: never contended
+}
+
+#[pymethods]
+impl PySession {
+    #[new]
+    fn new() -> Self {
+        PySession { inner: std::sync::Mutex::new(walk::Session::default()) }
+    }
+}
+
+/// Anonymize a block of NDJSON lines (each with its newline, as the line splitter gives them).
+/// Returns (out, events, counts): `out` the written lines; `events` (index, kind, value) for the
+/// lines that were not written by the core, in order: ("fallback", position in out), ("fault",
+/// kind), ("dropped", resource type); `counts` a dict (blank_lines, input_types, output_types,
+/// output_resources, labels, handled).
+#[pyfunction]
+#[pyo3(signature = (plan, session, lines, file = String::new(), folder = String::new(), stop_at_event = false))]
+fn process<'py>(
+    py: Python<'py>,
+    plan: &Bound<'py, PyPlan>,
+    session: &Bound<'py, PySession>,
+    lines: &Bound<'py, PyList>,
+    file: String,
+    folder: String,
+    stop_at_event: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let owned: Vec<Bound<'py, PyBytes>> =
+        lines.iter().map(|line| line.downcast_into::<PyBytes>().map_err(PyErr::from)).collect::<PyResult<_>>()?;
+    let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
+    let plan = plan.get();
+    let session = &session.get().inner;
+    let context = walk::Context { file, folder };
+    let block = py.allow_threads(|| {
+        let guard = plan.inner.read().map_err(|_| "the plan's lock is poisoned")?;
+        let mut session = session.lock().map_err(|_| "the session's lock is poisoned")?;
+        Ok::<block::Block, &str>(block::process(&guard, &mut session, &context, &slices, stop_at_event))
+    });
+    let block = block.map_err(bad)?;
+    let events = PyList::empty(py);
+    for (index, event) in &block.events {
+        let entry = match event {
+            block::Event::Fallback(at) => (*index, "fallback", at.into_pyobject(py)?.into_any()),
+            block::Event::Fault(kind) => (*index, "fault", kind.into_pyobject(py)?.into_any()),
+            block::Event::Dropped(t) => (*index, "dropped", t.into_pyobject(py)?.into_any()),
+        };
+        events.append(entry)?;
+    }
+    let counts = PyDict::new(py);
+    counts.set_item("blank_lines", block.blank_lines)?;
+    counts.set_item("input_types", block.input_types.into_pyobject(py)?)?;
+    counts.set_item("output_types", block.output_types.into_pyobject(py)?)?;
+    counts.set_item("output_resources", block.output_resources)?;
+    counts.set_item("labels", block.labels.into_pyobject(py)?)?;
+    counts.set_item("handled", block.handled)?;
+    let out = PyBytes::new(py, &block.out);
+    PyTuple::new(py, [out.into_any(), events.into_any(), counts.into_any()])
+}
+
+/// `jsonio.decimal_text(Decimal(text))` (for tests).
+#[pyfunction]
+fn decimal_text(text: &str) -> PyResult<String> {
+    numbers::parse(text).map(|d| numbers::decimal_text(&d)).ok_or_else(|| bad("not a decimal"))
+}
+
+#[pymodule]
+fn fhir_anonymize_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_DEPTH", MAX_DEPTH)?;
+    m.add_class::<PyPlan>()?;
+    m.add_class::<PySession>()?;
+    m.add_function(wrap_pyfunction!(process, m)?)?;
+    m.add_function(wrap_pyfunction!(decimal_text, m)?)?;
+    Ok(())
+}
