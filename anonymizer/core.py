@@ -84,6 +84,7 @@ def _parameters(engine: Engine) -> dict[str, Any]:
         "hash_key": params.key("cryptoHashKey"),
         "encrypt_key": params.key("encryptKey"),
         "listed": listed,
+        "filtered": sorted(minimum.filters) if minimum is not None else [],
     }
 
 
@@ -213,7 +214,6 @@ class PlanExport:
             resource_type,
             self._node_ids[id(builder.root)],
             bool(builder.dynamic_rules),
-            minimum is not None and resource_type in minimum.filters,
             prune,
             reference_paths(resource_type),
         )
@@ -249,14 +249,30 @@ class CoreRunner:
             return session
 
     def process(
-        self, lines: list[bytes], context: Context | None, *, stop_at_event: bool = False
-    ) -> tuple[bytes, list[tuple[int, str, Any]], dict[str, Any]]:
-        """native.process: (out, events, counts); see core/src/lib.rs."""
+        self,
+        data: bytes,
+        start: int,
+        context: Context | None,
+        *,
+        max_line_bytes: int,
+        max_bytes: int,
+        stop_at_event: bool = False,
+    ) -> tuple[bytes, list[tuple[int, str, Any, int, int]], dict[str, Any]]:
+        """native.process over the lines of data[start:]: (out, events, counts); see
+        core/src/lib.rs."""
         assert native is not None
         file = (context.file_name if context is not None else None) or ""
         folder = (context.folder_name if context is not None else None) or ""
         return native.process(
-            self.export.native, self.session(), lines, file, folder, stop_at_event=stop_at_event
+            self.export.native,
+            self.session(),
+            data,
+            start,
+            file,
+            folder,
+            max_line_bytes=max_line_bytes,
+            max_bytes=max_bytes,
+            stop_at_event=stop_at_event,
         )
 
     def sync(self) -> None:

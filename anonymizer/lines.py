@@ -140,6 +140,75 @@ class LineSplitter:
             yield rest
         # otherwise an unterminated last line is held back for the next run
 
+    def blocks(self) -> Iterator[tuple[str, bytes | int | None]]:
+        """The input as __iter__ reads it, in blocks for the compiled core (stream.py): ("lines",
+        bytes of whole lines, each with its newline; lines over the limit among them are the
+        reader's to fault), ("line", the last line without a newline, as __iter__ gives it),
+        ("long", an over-long line's length: one that did not fit in a chunk), ("garbled",
+        None). `consumed` counts what each item took once it is given."""
+        rest = b""
+        bom = self.start_offset == 0
+        skipped = -1
+        limit = self.max_line_bytes + 1
+        continuing = self.continues
+        for chunk in self._chunks:
+            if not chunk:
+                continue
+            if continuing is not None:
+                end = chunk.find(b"\n")
+                piece = chunk if end < 0 else chunk[: end + 1]
+                self.consumed += len(piece)
+                if continuing == PROCESSED and piece.strip():
+                    continuing = FAULTED
+                    yield "garbled", None
+                if end < 0:
+                    continue
+                chunk, continuing = chunk[end + 1 :], None
+                if not chunk:
+                    continue
+            data = rest + chunk if rest else chunk
+            rest = b""
+            if bom:
+                if len(data) < len(_BOM) and _BOM.startswith(data):
+                    rest = data
+                    continue
+                bom = False
+                if data.startswith(_BOM):
+                    data = data[len(_BOM) :]
+                    self.consumed += len(_BOM)
+            if skipped >= 0:  # inside an over-long line: up to its end
+                end = data.find(b"\n")
+                if end < 0:
+                    skipped += len(data)
+                    continue
+                length = skipped + end + 1
+                self.consumed += length
+                skipped = -1
+                yield "long", length
+                data = data[end + 1 :]
+            last = data.rfind(b"\n")
+            if last >= 0:
+                whole = data if last == len(data) - 1 else data[: last + 1]
+                rest = data[last + 1 :]
+                self.consumed += len(whole)
+                yield "lines", whole
+            else:
+                rest = data
+            if len(rest) >= limit:
+                skipped = len(rest)
+                rest = b""
+        if continuing is not None:
+            self.open_line = continuing
+        elif skipped >= 0:
+            if not self.input_complete:
+                self.open_line = FAULTED
+            self.consumed += skipped + len(rest)
+            yield "long", skipped + len(rest)
+        elif rest and (self.input_complete or self._complete(rest)):
+            self.last_open = not self.input_complete
+            self.consumed += len(rest)
+            yield "line", rest
+
 
 # -- documents, for readers that compare rather than anonymize (verify) -------------------------------
 Document = tuple[str, int, dict]  # (file, line number, resource)

@@ -29,9 +29,6 @@ __all__ = ["FAULTED", "PROCESSED", "LineFault", "StreamRun", "anonymize_stream"]
 log = logging.getLogger("anonymizer.stream")
 
 _FLUSH_BYTES = 1 << 16
-# Blocks for the compiled core: the first small (their new shapes fall back), then doubling.
-FIRST_BLOCK_BYTES = 1 << 14
-BLOCK_BYTES = 1 << 20
 _SPACE = frozenset(b" \t\r\n\f\v")
 
 
@@ -128,99 +125,96 @@ class StreamRun:
 
     # -- on the compiled core ------------------------------------------------------------------
     def _iter_core(self, core: CoreRunner) -> Iterator[bytes]:
-        """__iter__ with the lines in blocks through the compiled core (core.py). Blocks start
-        small and double: the first lines of new shapes fall back to the Python engine, which
-        builds their plan, and the core takes the rest."""
+        """__iter__ with the input in blocks of whole lines through the compiled core (core.py),
+        the lines it hands back through the Python engine. Each call of the core takes about
+        16 flushes' worth of input, so that output (and a growing blob's checkpoints) follow the
+        input closely."""
         lines = self._lines
         summary = self.summary
         out: list[bytes] = []
         size = 0
-        block: list[bytes] = []
-        block_bytes = 0
-        block_consumed = 0
-        target = FIRST_BLOCK_BYTES
-        for line in lines:
-            if type(line) is bytes:
-                block.append(line)
-                block_bytes += len(line)
-                block_consumed = lines.consumed
-                if block_bytes < target:
-                    continue
-                size += self._core_block(core, block, out)
-                block, block_bytes = [], 0
-                target = min(2 * target, BLOCK_BYTES)
-                consumed = block_consumed
-            else:
-                if block:
-                    size += self._core_block(core, block, out)
-                    block, block_bytes = [], 0
-                if line is GARBLED:  # the rest of the line before the first: it is not JSON
-                    self._fault_at("not_json", self.next_line - 1)
-                else:  # a line over the size limit: only its length
-                    self._process(None)
-                    self.next_line += 1
-                consumed = lines.consumed
+        for kind, item in lines.blocks():
+            if kind == "lines" or kind == "line":
+                assert type(item) is bytes
+                last_open = kind == "line" and lines.last_open  # the last line, without its newline
+                block_start = lines.consumed - len(item)
+                start = 0
+                while start < len(item):
+                    start, produced = self._core_step(core, item, start, out, last_open)
+                    size += produced
+                    if size >= _FLUSH_BYTES:
+                        self.emitted_consumed, self.emitted_next_line = block_start + start, self.next_line
+                        yield b"".join(out)
+                        out, size = [], 0
+                continue
+            if kind == "long":  # a line over the size limit: only its length
+                self._process(None)
+                self.next_line += 1
+            else:  # garbled: the rest of the line before the first is not JSON
+                self._fault_at("not_json", self.next_line - 1)
             if size >= _FLUSH_BYTES:
-                self.emitted_consumed, self.emitted_next_line = consumed, self.next_line
+                self.emitted_consumed, self.emitted_next_line = lines.consumed, self.next_line
                 yield b"".join(out)
                 out, size = [], 0
-        if block:
-            self._core_block(core, block, out)
         self.emitted_consumed, self.emitted_next_line = lines.consumed, self.next_line
         if out:
             yield b"".join(out)
         summary.input_bytes = lines.consumed
         summary.finish()
 
-    def _core_block(self, core: CoreRunner, block: list[bytes], out: list[bytes]) -> int:
-        """Run a block of lines through the core, the lines it hands back through the Python
-        engine; appends the output in line order and returns its size."""
+    def _core_step(
+        self, core: CoreRunner, data: bytes, start: int, out: list[bytes], last_open: bool
+    ) -> tuple[int, int]:
+        """One call of the core over the lines of data[start:] (it stops after about 16 flushes'
+        worth, after a bad line under `fail`, and after a line that needed a part of the plan
+        not exported yet: the Python engine builds that part as it walks the line, and the
+        export brings it), and the lines it handed back through the Python engine. Appends the
+        output in line order; returns where the next call starts and the output's size."""
         summary = self.summary
-        stop = self.on_invalid_line == "fail"  # the run stops at the first bad line: exactly there
-        last_open = len(block) - 1 if self._lines.last_open else -1
-        size = 0
-        fell_back = False
-        start = 0
-        while start < len(block):
-            first_line = self.next_line
-            lines = block[start:] if start else block
-            written, events, counts = core.process(lines, self.context, stop_at_event=stop)
-            handled = counts["handled"]
-            summary.lines += handled
-            summary.count_block(counts, len(written))
-            position = 0
-            for index, kind, value in events:
-                self.next_line = first_line + index
-                if kind == "fallback":
-                    fell_back = True
-                    if value > position:
-                        out.append(written[position:value])
-                    position = value
-                    faulted = summary.faulted_lines
-                    result = self._guarded_line(block[start + index])
-                    if result is not None:
-                        out.append(result)
-                        size += len(result)
-                    if start + index == last_open and summary.faulted_lines > faulted:
-                        self._lines.open_line = FAULTED
-                elif kind == "fault":
-                    if start + index == last_open:
-                        self._lines.open_line = FAULTED
-                    self._fault(value)
-                else:  # dropped: minimumNecessary's resourceTypes does not list the type
-                    from anonymizer.minimum import NOT_LISTED  # (loaded: the engine has one)
+        first_line = self.next_line
+        written, events, counts = core.process(
+            data,
+            start,
+            self.context,
+            max_line_bytes=self._lines.max_line_bytes,
+            max_bytes=16 * _FLUSH_BYTES,
+            stop_at_event=self.on_invalid_line == "fail",  # the run stops exactly at a bad line
+        )
+        summary.lines += counts["lines"]
+        summary.count_block(counts, len(written))
+        size = len(written)
+        position = 0
+        missing = False
+        for index, kind, value, line_start, line_end in events:
+            self.next_line = first_line + index
+            if kind == "fallback" or kind == "missing":
+                missing = missing or kind == "missing"
+                if value > position:
+                    out.append(written[position:value])
+                position = value
+                faulted = summary.faulted_lines
+                result = self._guarded_line(data[line_start:line_end])
+                if result is not None:
+                    out.append(result)
+                    size += len(result)
+                if last_open and summary.faulted_lines > faulted:
+                    self._lines.open_line = FAULTED
+            elif kind == "fault":
+                if last_open:
+                    self._lines.open_line = FAULTED
+                self._fault(value)
+            else:  # dropped: minimumNecessary's resourceTypes does not list the type
+                from anonymizer.minimum import NOT_LISTED  # (loaded: the engine has one)
 
-                    summary.dropped[(value, NOT_LISTED)] += 1
-            if position < len(written):
-                out.append(written[position:] if position else written)
-            size += len(written)
-            self.next_line = first_line + handled
-            start += handled
-        if last_open >= 0 and self._lines.open_line is None:
+                summary.dropped[(value, NOT_LISTED)] += 1
+        if position < len(written):
+            out.append(written[position:] if position else written)
+        self.next_line = first_line + counts["lines"]
+        if missing:
+            core.sync()  # what the Python engine added to the plan, for the lines after
+        if last_open and self._lines.open_line is None:
             self._lines.open_line = PROCESSED
-        if fell_back:
-            core.sync()  # what the Python engine added to the plan, for the next blocks
-        return size
+        return start + counts["consumed"], size
 
     # -- one line ------------------------------------------------------------------------------
     def _process(self, line: bytes | None) -> bytes | None:

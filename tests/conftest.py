@@ -27,6 +27,13 @@ def _clear_anonymizer_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture
+def python_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engines made in the test run the Python engine: for tests of its own internals (the
+    compiled core, when installed, would not reach them)."""
+    monkeypatch.setenv("ANONYMIZER_ENGINE", "python")
+
+
 # -- a real Azurite, shared by the test modules that need one ----------------------------------------
 AZURE_CRYPTO_KEY = "azure-test-crypto-hash-key-0001"
 AZURE_DATE_KEY = "azure-test-date-shift-key-00001"

@@ -177,7 +177,7 @@ def test_watch_once_goes_on_after_a_blob_that_raises(azure_env, monkeypatch, cap
     assert written == [n for n in names if n != names[1]]
 
 
-def test_unexpected_errors_are_reported_not_raised(azure_env, monkeypatch):
+def test_unexpected_errors_are_reported_not_raised(azure_env, monkeypatch, python_engine):
     _source(azure_env).upload_blob(NAME, b"\n".join(_observation(n) for n in range(3)) + b"\n")
     from anonymizer import jsonio
 

@@ -12,7 +12,8 @@ use crate::{MAX_DEPTH, MAX_NUMBER_DIGITS};
 
 pub enum Event {
     /// The Python engine processes this line; its output goes at this position of `out`.
-    Fallback(usize),
+    /// `missing`: the line needed a part of the plan not exported yet.
+    Fallback { at: usize, missing: bool },
     Fault(&'static str),
     /// minimumNecessary's resourceTypes does not list the type.
     Dropped(String),
@@ -21,64 +22,96 @@ pub enum Event {
 #[derive(Default)]
 pub struct Block {
     pub out: Vec<u8>,
-    pub events: Vec<(usize, Event)>,
+    /// (line index in the block, event, the line's start and end in the data)
+    pub events: Vec<(usize, Event, usize, usize)>,
     pub blank_lines: usize,
     pub input_types: FxHashMap<String, usize>,
     pub output_types: FxHashMap<String, usize>,
     pub output_resources: usize,
     pub labels: FxHashMap<&'static str, usize>,
-    /// Lines handled (all of them, unless told to stop at the first event).
-    pub handled: usize,
+    /// Lines handled, and the bytes they took (all of them, unless the block stopped early).
+    pub lines: usize,
+    pub consumed: usize,
 }
 
 enum Line {
     Written(String, Vec<&'static str>),
     Fault(&'static str),
     Dropped(String),
-    Fallback,
+    Fallback { missing: bool },
 }
 
 fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
 }
 
-pub fn process(plan: &Plan, session: &mut Session, context: &Context, lines: &[&[u8]], stop_at_event: bool) -> Block {
-    let mut block = Block { out: Vec::with_capacity(lines.iter().map(|l| l.len()).sum::<usize>() + 1024), ..Block::default() };
-    block.handled = lines.len();
+pub struct Options {
+    pub max_line_bytes: usize,
+    /// Stop after the line that reaches this many bytes (output follows input closely).
+    pub max_bytes: usize,
+    /// Stop after the first line that is not written (the run stops at a bad line).
+    pub stop_at_event: bool,
+    /// Stop after a line that fell back for a part of the plan not exported yet: once the Python
+    /// engine has walked it, the export brings that part for the lines after it.
+    pub stop_at_missing: bool,
+}
+
+/// The lines of `data` (each up to and with its `\n`; a last one without), as stream.py reads them.
+pub fn process(plan: &Plan, session: &mut Session, context: &Context, data: &[u8], options: &Options) -> Block {
+    let mut out = std::mem::take(&mut session.spare);
+    out.clear();
+    out.reserve(data.len() + 1024);
+    let mut block = Block { out, ..Block::default() };
     let mut arena = std::mem::take(&mut session.arena);
-    for (index, line) in lines.iter().enumerate() {
-        if is_blank(line) {
+    let mut at = 0;
+    let mut index = 0;
+    while at < data.len() && at < options.max_bytes {
+        let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i + 1);
+        let line = &data[at..end];
+        let line_index = index;
+        let line_start = at;
+        index += 1;
+        at = end;
+        let event = if line.len() > options.max_line_bytes.saturating_add(1) {
+            Event::Fault("line_too_long")
+        } else if is_blank(line) {
             block.blank_lines += 1;
             continue;
-        }
-        let start = block.out.len();
-        arena.reset();
-        let event = match resource_line(plan, session, context, line, &mut block.out, &arena) {
-            Line::Written(resource_type, codes) => {
-                *block.input_types.entry(resource_type.clone()).or_default() += 1;
-                *block.output_types.entry(resource_type).or_default() += 1;
-                block.output_resources += 1;
-                for code in codes {
-                    *block.labels.entry(code).or_default() += 1;
+        } else {
+            let start = block.out.len();
+            arena.reset();
+            match resource_line(plan, session, context, line, &mut block.out, &arena) {
+                Line::Written(resource_type, codes) => {
+                    *block.input_types.entry(resource_type.clone()).or_default() += 1;
+                    *block.output_types.entry(resource_type).or_default() += 1;
+                    block.output_resources += 1;
+                    for code in codes {
+                        *block.labels.entry(code).or_default() += 1;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Line::Fault(kind) => Event::Fault(kind),
-            Line::Dropped(resource_type) => {
-                *block.input_types.entry(resource_type.clone()).or_default() += 1;
-                Event::Dropped(resource_type)
-            }
-            Line::Fallback => {
-                block.out.truncate(start);
-                Event::Fallback(start)
+                Line::Fault(kind) => Event::Fault(kind),
+                Line::Dropped(resource_type) => {
+                    *block.input_types.entry(resource_type.clone()).or_default() += 1;
+                    Event::Dropped(resource_type)
+                }
+                Line::Fallback { missing } => {
+                    block.out.truncate(start);
+                    block.events.push((line_index, Event::Fallback { at: start, missing }, line_start, end));
+                    if options.stop_at_event || (missing && options.stop_at_missing) {
+                        break;
+                    }
+                    continue;
+                }
             }
         };
-        block.events.push((index, event));
-        if stop_at_event {
-            block.handled = index + 1;
+        block.events.push((line_index, event, line_start, end));
+        if options.stop_at_event {
             break;
         }
     }
+    block.lines = index;
+    block.consumed = at;
     arena.reset();
     session.arena = arena;
     block
@@ -100,13 +133,13 @@ fn resource_line(
         Err(ReadError::TooDeep) => return Line::Fault("too_deep"),
     };
     if parsed.beyond_double {
-        return Line::Fallback; // the Python engine reads such numbers on its exact path
+        return Line::Fallback { missing: false }; // the Python engine reads such numbers on its exact path
     }
     if parsed.depth > MAX_DEPTH {
         return Line::Fault("too_deep");
     }
     if parsed.digits > MAX_NUMBER_DIGITS {
-        return Line::Fallback;
+        return Line::Fallback { missing: false };
     }
     let mut value = parsed.value;
     if !matches!(value, json::Json::Obj(_)) {
@@ -122,20 +155,23 @@ fn resource_line(
             return Line::Dropped(resource_type);
         }
     }
-    let Some(root) = plan.roots.get(&resource_type) else { return Line::Fallback };
-    if root.dynamic || root.filtered {
-        return Line::Fallback;
+    if plan.params.filtered.contains(&resource_type) {
+        return Line::Fallback { missing: false };
+    }
+    let Some(root) = plan.roots.get(&resource_type) else { return Line::Fallback { missing: true } };
+    if root.dynamic {
+        return Line::Fallback { missing: false };
     }
     if let Some(tree) = &root.prune {
         value = walk::prune(&value, tree, true, arena);
     }
-    let Some(json::Json::Str(type_text)) = value.get("resourceType") else { return Line::Fallback };
-    match Walk::resource_line(plan, session, context, out, &value, type_text, root) {
+    let Some(json::Json::Str(type_text)) = value.get("resourceType") else { return Line::Fallback { missing: false } };
+    match Walk::resource_line(plan, session, context, out, arena, &value, type_text, root) {
         Ok(meta) => {
             let codes = meta.map_or_else(Vec::new, |(start, end)| walk::label_codes(&out[start..end], arena));
             out.push(b'\n');
             Line::Written(resource_type, codes)
         }
-        Err(_) => Line::Fallback,
+        Err(fallback) => Line::Fallback { missing: fallback.missing },
     }
 }

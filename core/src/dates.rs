@@ -184,15 +184,15 @@ pub fn usual_shape(text: &str, date_only: bool) -> Option<Shape> {
 
 /// Partial date redaction (methods/dates.py redact_partial): the four-digit year, None when over
 /// the age limit, the value itself when no year is found.
-pub fn redact_partial(parts: Option<&Parts>, value: &str, reference: Day) -> Option<String> {
-    let Some(p) = parts else { return Some(value.to_string()) };
+pub fn redact_partial<'t>(parts: Option<&Parts<'t>>, value: &'t str, reference: Day) -> Option<&'t str> {
+    let Some(p) = parts else { return Some(value) };
     let year: i64 = p.year.parse().unwrap_or(0);
     let month = p.month.map_or(1, |m| m.parse().unwrap_or(1));
     let day = p.day.map_or(1, |d| d.parse().unwrap_or(1));
     if older_than_limit(reference, year, month, day) {
         None
     } else {
-        Some(p.year.to_string())
+        Some(p.year)
     }
 }
 

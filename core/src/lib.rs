@@ -78,7 +78,7 @@ fn grow<T>(items: &mut Vec<Option<T>>, id: u32) -> &mut Option<T> {
 impl PyPlan {
     /// `params`: reference_date (y, m, d), partial_dates, restricted_zips, scope, fixed_offset,
     /// shift_range, and the keys (shift_key, hash_key, encrypt_key), listed (minimumNecessary's
-    /// resourceTypes or None).
+    /// resourceTypes or None), filtered (the types minimumNecessary's filters decide).
     #[new]
     fn new(resource_types: Vec<String>, params: &Bound<'_, PyDict>) -> PyResult<Self> {
         let get = |key: &str| -> PyResult<Bound<'_, PyAny>> {
@@ -108,6 +108,7 @@ impl PyPlan {
             hash_mac: methods::cryptohash::prepared(hash_key.as_bytes()),
             encrypt_key: encrypt_key.into_bytes(),
             listed: listed.map(|types| types.into_iter().collect()),
+            filtered: get("filtered")?.extract::<Vec<String>>()?.into_iter().collect(),
         };
         let literal_reference = methods::cryptohash::literal_reference(&resource_types);
         let plan = Plan {
@@ -124,7 +125,7 @@ impl PyPlan {
     /// Add what the Python plan built since the last export (anonymizer/core.py `PlanExport`):
     /// node ids; slots (id, node, key, kind, main, is_list, is_shadow, normalize,
     /// action, child, shadow, takes_node_whole, records_root_id, contained, has_claims); roots
-    /// (resource type, node, dynamic, filtered, prune, compartment); claims (nested slot, resource
+    /// (resource type, node, dynamic, prune, compartment); claims (nested slot, resource
     /// type, claimed node or -1).
     fn add(
         &self,
@@ -163,14 +164,13 @@ impl PyPlan {
         let mut new_roots = Vec::with_capacity(roots.len());
         for t in &roots {
             let resource_type: String = item(t, 0)?;
-            let prune = t.get_item(4)?;
+            let prune = t.get_item(3)?;
             let prune = if prune.is_none() { None } else { Some(prune_of(prune.downcast::<PyDict>()?)?) };
             let root = Root {
                 node: item(t, 1)?,
                 dynamic: item(t, 2)?,
-                filtered: item(t, 3)?,
                 prune,
-                compartment: item(t, 5)?,
+                compartment: item(t, 4)?,
             };
             new_roots.push((resource_type, root));
         }
@@ -219,51 +219,68 @@ impl PySession {
     }
 }
 
-/// Anonymize a block of NDJSON lines (each with its newline, as the line splitter gives them).
-/// Returns (out, events, counts): `out` the written lines; `events` (index, kind, value) for the
-/// lines that were not written by the core, in order: ("fallback", position in out), ("fault",
-/// kind), ("dropped", resource type); `counts` a dict (blank_lines, input_types, output_types,
-/// output_resources, labels, handled).
+/// Anonymize the NDJSON lines of `data[start:]` (each with its newline, a last one perhaps
+/// without, as the line splitter leaves them). Returns (out, events, counts): `out` the lines the
+/// core wrote; `events` (index, kind, value, line start, line end) for the lines it did not write,
+/// in order: ("fallback" or "missing", position in out: the Python engine processes the line;
+/// "missing": it needed a part of the plan not exported yet), ("fault", kind), ("dropped",
+/// resource type); `counts`
+/// a dict: lines, consumed (bytes from `start`), blank_lines, input_types, output_types,
+/// output_resources, labels. It stops early after the line that reaches `max_bytes`, after a bad
+/// line when `stop_at_event`, and after a line that needed a part of the plan not exported yet
+/// when `stop_at_missing`.
 #[pyfunction]
-#[pyo3(signature = (plan, session, lines, file = String::new(), folder = String::new(), stop_at_event = false))]
+#[pyo3(signature = (plan, session, data, start = 0, file = String::new(), folder = String::new(),
+                    max_line_bytes = usize::MAX - 1, max_bytes = usize::MAX, stop_at_event = false,
+                    stop_at_missing = true))]
+#[allow(clippy::too_many_arguments)]
 fn process<'py>(
     py: Python<'py>,
     plan: &Bound<'py, PyPlan>,
     session: &Bound<'py, PySession>,
-    lines: &Bound<'py, PyList>,
+    data: &Bound<'py, PyBytes>,
+    start: usize,
     file: String,
     folder: String,
+    max_line_bytes: usize,
+    max_bytes: usize,
     stop_at_event: bool,
+    stop_at_missing: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let owned: Vec<Bound<'py, PyBytes>> =
-        lines.iter().map(|line| line.downcast_into::<PyBytes>().map_err(PyErr::from)).collect::<PyResult<_>>()?;
-    let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
+    let bytes = data.as_bytes();
+    let data = bytes.get(start..).ok_or_else(|| bad("start is past the data"))?;
     let plan = plan.get();
     let session = &session.get().inner;
     let context = walk::Context { file, folder };
+    let options = block::Options { max_line_bytes, max_bytes, stop_at_event, stop_at_missing };
     let block = py.allow_threads(|| {
         let guard = plan.inner.read().map_err(|_| "the plan's lock is poisoned")?;
         let mut session = session.lock().map_err(|_| "the session's lock is poisoned")?;
-        Ok::<block::Block, &str>(block::process(&guard, &mut session, &context, &slices, stop_at_event))
+        Ok::<block::Block, &str>(block::process(&guard, &mut session, &context, data, &options))
     });
     let block = block.map_err(bad)?;
     let events = PyList::empty(py);
-    for (index, event) in &block.events {
-        let entry = match event {
-            block::Event::Fallback(at) => (*index, "fallback", at.into_pyobject(py)?.into_any()),
-            block::Event::Fault(kind) => (*index, "fault", kind.into_pyobject(py)?.into_any()),
-            block::Event::Dropped(t) => (*index, "dropped", t.into_pyobject(py)?.into_any()),
+    for (index, event, line_start, line_end) in &block.events {
+        let (kind, value) = match event {
+            block::Event::Fallback { at, missing: false } => ("fallback", at.into_pyobject(py)?.into_any()),
+            block::Event::Fallback { at, missing: true } => ("missing", at.into_pyobject(py)?.into_any()),
+            block::Event::Fault(kind) => ("fault", kind.into_pyobject(py)?.into_any()),
+            block::Event::Dropped(t) => ("dropped", t.into_pyobject(py)?.into_any()),
         };
-        events.append(entry)?;
+        events.append((*index, kind, value, start + line_start, start + line_end))?;
     }
     let counts = PyDict::new(py);
+    counts.set_item("lines", block.lines)?;
+    counts.set_item("consumed", block.consumed)?;
     counts.set_item("blank_lines", block.blank_lines)?;
     counts.set_item("input_types", block.input_types.into_pyobject(py)?)?;
     counts.set_item("output_types", block.output_types.into_pyobject(py)?)?;
     counts.set_item("output_resources", block.output_resources)?;
     counts.set_item("labels", block.labels.into_pyobject(py)?)?;
-    counts.set_item("handled", block.handled)?;
     let out = PyBytes::new(py, &block.out);
+    if let Ok(mut session) = session.lock() {
+        session.spare = block.out; // its capacity serves the thread's next block
+    }
     PyTuple::new(py, [out.into_any(), events.into_any(), counts.into_any()])
 }
 

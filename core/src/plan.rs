@@ -99,8 +99,7 @@ pub struct Prune {
 #[derive(Debug)]
 pub struct Root {
     pub node: u32,
-    pub dynamic: bool,  // rules the core cannot decide (FHIRPath): the Python engine walks it
-    pub filtered: bool, // a minimumNecessary filter decides whether it leaves: Python evaluates it
+    pub dynamic: bool, // rules the core cannot decide (FHIRPath): the Python engine walks it
     pub prune: Option<Prune>,
     pub compartment: Vec<Vec<String>>, // the patient scope's reference paths, in order
 }
@@ -126,6 +125,8 @@ pub struct Params {
     pub encrypt_key: Vec<u8>,
     /// minimumNecessary's resourceTypes (None: every type may leave, or no minimumNecessary)
     pub listed: Option<FxHashSet<String>>,
+    /// minimumNecessary's filters: their types are the Python engine's (FHIRPath per resource)
+    pub filtered: FxHashSet<String>,
 }
 
 pub struct Plan {

@@ -24,9 +24,15 @@ use crate::numbers;
 use crate::plan::*;
 use crate::write;
 
-/// The line goes back to the Python engine.
+/// The line goes back to the Python engine; `missing`: because the export lacks a part of the plan
+/// the Python engine builds when it walks the line (the next lines may then need it too).
 #[derive(Debug)]
-pub struct Fallback;
+pub struct Fallback {
+    pub missing: bool,
+}
+
+const FALLBACK: Fallback = Fallback { missing: false };
+const MISSING: Fallback = Fallback { missing: true };
 
 pub type Walked<T> = Result<T, Fallback>;
 
@@ -34,29 +40,29 @@ type Pairs<'a> = [(&'a str, Json<'a>)];
 
 /// A primitive value as the parser leaves it.
 pub enum Val<'a> {
-    Str(Cow<'a, str>),
+    Str(&'a str),
     Bool(bool),
     Int(i64),
     /// A decimal: its output text, and how it was given (a number token, or a string).
-    Dec { text: Cow<'a, str>, source: &'a str, token: bool },
+    Dec { text: &'a str, source: &'a str, token: bool },
 }
 
-impl Val<'_> {
+impl<'a> Val<'a> {
     /// `value_text`: `Value.ToString()` as .NET prints it (what cryptoHash and encrypt read).
     fn text(&self) -> Cow<'_, str> {
         match self {
-            Val::Str(s) => Cow::Borrowed(s.as_ref()),
+            Val::Str(s) => Cow::Borrowed(s),
             Val::Bool(true) => Cow::Borrowed("True"),
             Val::Bool(false) => Cow::Borrowed("False"),
             Val::Int(i) => Cow::Owned(i.to_string()),
-            Val::Dec { text, .. } => Cow::Borrowed(text.as_ref()),
+            Val::Dec { text, .. } => Cow::Borrowed(text),
         }
     }
 
-    fn as_str(&self) -> Walked<&str> {
+    fn as_str(&self) -> Walked<&'a str> {
         match self {
-            Val::Str(s) => Ok(s.as_ref()),
-            _ => Err(Fallback),
+            Val::Str(s) => Ok(s),
+            _ => Err(FALLBACK),
         }
     }
 
@@ -86,6 +92,7 @@ pub struct Session {
     ivs: encrypt::Ivs,
     scratch: Bump, // for re-reading a written meta
     pub arena: Bump, // the trees of a block's lines, reset per line
+    pub spare: Vec<u8>, // the last block's output buffer, kept for the next block
 }
 
 const CACHE_LIMIT: usize = 1 << 14;
@@ -116,6 +123,7 @@ pub struct Walk<'p, 'a, 's> {
     session: &'s mut Session,
     context: &'p Context,
     pub out: &'s mut Vec<u8>,
+    arena: &'a Bump,
     st: State<'a, 'p>,
     /// Where the current resource's own `meta` value was written.
     meta_at: Option<(usize, usize)>,
@@ -169,6 +177,7 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
         session: &'s mut Session,
         context: &'p Context,
         out: &'s mut Vec<u8>,
+        arena: &'a Bump,
         resource: &'a Json<'a>,
         resource_type: &'a str,
         root: &'p Root,
@@ -185,7 +194,7 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
             offsets: [None; 4],
             patient: None,
         };
-        let mut walk = Walk { plan, session, context, out, st, meta_at: None };
+        let mut walk = Walk { plan, session, context, out, arena, st, meta_at: None };
         walk.out.extend_from_slice(b"{\"resourceType\":");
         write::string(walk.out, resource_type);
         let mut first = false;
@@ -214,13 +223,13 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
 
     /// An object's members, in their input order (`Walk.object`).
     fn members(&mut self, obj: &'a Json<'a>, node_id: u32, first: &mut bool, resource_level: bool) -> Walked<()> {
-        let Json::Obj(pairs) = obj else { return Err(Fallback) };
+        let Json::Obj(pairs) = obj else { return Err(FALLBACK) };
         let plan = self.plan;
-        let node = plan.node(node_id).ok_or(Fallback)?;
+        let node = plan.node(node_id).ok_or(MISSING)?;
         let has_shadow = pairs.iter().any(|(k, _)| k.starts_with('_'));
         for (index, (key, value)) in pairs.iter().enumerate() {
-            let slot_id = *node.slots.get(*key).ok_or(Fallback)?;
-            let slot = plan.slot(slot_id).ok_or(Fallback)?;
+            let slot_id = *node.slots.get(*key).ok_or(MISSING)?;
+            let slot = plan.slot(slot_id).ok_or(MISSING)?;
             match slot.kind {
                 PRIMITIVE => self.primitive(pairs, index, value, slot, has_shadow, first)?,
                 COMPLEX => {
@@ -282,7 +291,7 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
 
     fn complex_item(&mut self, item: &'a Json<'a>, slot: &'p Slot) -> Walked<bool> {
         if slot.takes_whole || !matches!(item, Json::Obj(_)) {
-            return Err(Fallback); // a method that takes the node whole, or not an object
+            return Err(FALLBACK); // a method that takes the node whole, or not an object
         }
         self.object_value(item, slot.child)
     }
@@ -323,12 +332,12 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
         let plan = self.plan;
         let resource_type = match item.get("resourceType") {
             Some(Json::Str(s)) if matches!(item, Json::Obj(_)) && plan.is_resource_type(s) => *s,
-            _ => return Err(Fallback),
+            _ => return Err(FALLBACK),
         };
         let claimed = match &slot.claims {
             None => None,
             Some(claims) => match claims.get(resource_type) {
-                None => return Err(Fallback), // a type the export has not decided yet
+                None => return Err(MISSING), // a type the export has not decided yet
                 Some(&NONE) => None,
                 Some(&node) => Some(node),
             },
@@ -336,9 +345,9 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
         let (node, labelled) = match claimed {
             Some(node) => (node, false), // a container's rule reached it: its content is the container's
             None => {
-                let root = plan.roots.get(resource_type).ok_or(Fallback)?;
+                let root = plan.roots.get(resource_type).ok_or(MISSING)?;
                 if root.dynamic {
-                    return Err(Fallback);
+                    return Err(FALLBACK);
                 }
                 (root.node, !slot.contained)
             }
@@ -409,6 +418,27 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
     fn primitive_list(&mut self, values: Option<&'a Json<'a>>, shadows: Option<&'a Json<'a>>, slot: &'p Slot, first: &mut bool) -> Walked<()> {
         let values: &'a [Json<'a>] = values.map_or(&[], items);
         let shadows: &'a [Json<'a>] = shadows.map_or(&[], items);
+        if shadows.is_empty() {
+            // No `_x`: the list is the values that stay, written as they come.
+            let mark = member(self.out, first, &slot.main);
+            self.out.push(b'[');
+            let mut count = 0;
+            for value in values {
+                if let Some(result) = self.primitive_value(Some(value), slot)? {
+                    if count > 0 {
+                        self.out.push(b',');
+                    }
+                    result.write(self.out);
+                    count += 1;
+                }
+            }
+            if count == 0 {
+                rollback(self.out, first, mark);
+            } else {
+                self.out.push(b']');
+            }
+            return Ok(());
+        }
         let mut results: Vec<Option<Val<'a>>> = Vec::new();
         let mut extras: Vec<Option<Vec<u8>>> = Vec::new();
         for index in 0..values.len().max(shadows.len()) {
@@ -455,7 +485,7 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
 
     fn primitive_value(&mut self, value: Option<&'a Json<'a>>, slot: &'p Slot) -> Walked<Option<Val<'a>>> {
         let Some(value) = value.filter(|v| !is_null(v)) else { return Ok(None) };
-        let Some(value) = normalize(value, slot.normalize)? else { return Ok(None) };
+        let Some(value) = normalize(value, slot.normalize, self.arena)? else { return Ok(None) };
         if matches!(slot.action, Action::None) {
             return Ok(Some(value));
         }
@@ -483,77 +513,77 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
                 self.st.ops |= REDACT;
                 let text = value.as_str()?;
                 let parts = dates::reference_parts(text, *date_only);
-                dates::redact_partial(parts.as_ref(), text, params.reference).map(|t| Val::Str(Cow::Owned(t)))
+                dates::redact_partial(parts.as_ref(), text, params.reference).map(Val::Str)
             }
             Action::PartialAge => {
                 self.st.ops |= REDACT;
                 let text = match &value {
                     Val::Int(i) => i.to_string(),
-                    Val::Dec { source, token, .. } => python_str_of_decimal(source, *token).ok_or(Fallback)?,
-                    _ => return Err(Fallback),
+                    Val::Dec { source, token, .. } => python_str_of_decimal(source, *token).ok_or(FALLBACK)?,
+                    _ => return Err(FALLBACK),
                 };
                 match redact::age_kept(&text) {
                     Some(true) => Some(value),
                     Some(false) => None,
-                    None => return Err(Fallback), // not a whole number: the Python engine raises
+                    None => return Err(FALLBACK), // not a whole number: the Python engine raises
                 }
             }
             Action::PartialZip => {
                 self.st.ops |= ABSTRACT;
-                Some(Val::Str(Cow::Owned(redact::partial_zip(value.as_str()?, &params.restricted_zips))))
+                Some(Val::Str(self.arena.alloc_str(&redact::partial_zip(value.as_str()?, &params.restricted_zips))))
             }
             Action::Shift { date_only, id_rewritten } => {
                 let text = value.as_str()?;
-                self.shift(text, *date_only, *id_rewritten)?.map(|t| Val::Str(Cow::Owned(t)))
+                self.shift(text, *date_only, *id_rewritten)?.map(Val::Str)
             }
             Action::Hash => {
                 self.st.ops |= CRYPTOHASH;
-                Some(Val::Str(Cow::Owned(self.hash(&value.text()))))
+                Some(Val::Str(self.hash(&value.text())))
             }
             Action::HashReference => {
                 self.st.ops |= CRYPTOHASH;
-                Some(Val::Str(Cow::Owned(self.hash_reference(value.as_str()?))))
+                Some(Val::Str(self.hash_reference(value.as_str()?)))
             }
             Action::Encrypt => {
                 self.st.ops |= ENCRYPT;
-                let iv = self.session.ivs.next().ok_or(Fallback)?;
-                let text = encrypt::encrypt(&value.text(), &params.encrypt_key, &iv).ok_or(Fallback)?;
-                Some(Val::Str(Cow::Owned(text)))
+                let iv = self.session.ivs.next().ok_or(FALLBACK)?;
+                let text = encrypt::encrypt(&value.text(), &params.encrypt_key, &iv).ok_or(FALLBACK)?;
+                Some(Val::Str(self.arena.alloc_str(&text)))
             }
             Action::Substitute(text) => {
                 self.st.ops |= SUBSTITUTE;
-                text.as_ref().map(|t| Val::Str(Cow::Owned(t.clone())))
+                text.as_ref().map(|t| Val::Str(self.arena.alloc_str(t)))
             }
-            Action::Fallback => return Err(Fallback),
+            Action::Fallback => return Err(FALLBACK),
         })
     }
 
-    fn hash(&mut self, text: &str) -> String {
+    fn hash(&mut self, text: &str) -> &'a str {
         if let Some(found) = self.session.hashes.get(text) {
-            return found.clone();
+            return self.arena.alloc_str(found);
         }
         let found = cryptohash::hex(&self.plan.params.hash_mac, text);
         remember(&mut self.session.hashes, text, &found);
-        found
+        self.arena.alloc_str(&found)
     }
 
-    fn hash_reference(&mut self, reference: &str) -> String {
+    fn hash_reference(&mut self, reference: &str) -> &'a str {
         if let Some(found) = self.session.references.get(reference) {
-            return found.clone();
+            return self.arena.alloc_str(found);
         }
         let plan = self.plan;
         let found = cryptohash::transform_reference(
             reference,
             &plan.literal_reference,
             |t| plan.is_resource_type(t),
-            |id| self.hash(id),
+            |id| self.hash(id).to_string(),
         );
         remember(&mut self.session.references, reference, &found);
-        found
+        self.arena.alloc_str(&found)
     }
 
     // -- dateShift -----------------------------------------------------------------------------
-    fn shift(&mut self, text: &str, date_only: bool, id_rewritten: bool) -> Walked<Option<String>> {
+    fn shift(&mut self, text: &'a str, date_only: bool, id_rewritten: bool) -> Walked<Option<&'a str>> {
         let decision = 2 * id_rewritten as usize + self.st.is_root as usize;
         let days = match self.st.offsets[decision] {
             Some(days) => days,
@@ -567,22 +597,22 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
         let parts = dates::reference_parts(text, date_only);
         if let Some(p) = &parts {
             if let (Some(month_text), Some(day_text)) = (p.month, p.day) {
-                let year: i64 = p.year.parse().map_err(|_| Fallback)?;
-                let month: i64 = month_text.parse().map_err(|_| Fallback)?;
-                let day: i64 = day_text.parse().map_err(|_| Fallback)?;
+                let year: i64 = p.year.parse().map_err(|_| FALLBACK)?;
+                let month: i64 = month_text.parse().map_err(|_| FALLBACK)?;
+                let day: i64 = day_text.parse().map_err(|_| FALLBACK)?;
                 if !dates::older_than_limit(params.reference, year, month, day) {
                     if !dates::valid_calendar(p.year, Some(month_text), Some(day_text)) {
-                        return Err(Fallback);
+                        return Err(FALLBACK);
                     }
                     // outside years 1..9999 Python raises (an internal error it reports itself)
-                    let mut shifted = dates::day_text(dates::ordinal(year, month, day) + days).ok_or(Fallback)?;
+                    let mut shifted = dates::day_text(dates::ordinal(year, month, day) + days).ok_or(FALLBACK)?;
                     if !date_only {
                         if let Some(time) = p.time {
                             shifted.push_str(&dates::zero_time(time));
                         }
                     }
                     self.st.ops |= PERTURB;
-                    return Ok(Some(shifted));
+                    return Ok(Some(self.arena.alloc_str(&shifted)));
                 }
             }
         }
@@ -597,7 +627,7 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
         }
         if params.scope == Scope::Patient {
             if let Some(patient) = self.patient_id() {
-                return dateshift::patient_offset(&params.shift_mac, &patient, params.shift_range).ok_or(Fallback);
+                return dateshift::patient_offset(&params.shift_mac, &patient, params.shift_range).ok_or(FALLBACK);
             }
         }
         let context = self.context;
@@ -614,9 +644,9 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
 
     fn id_slot(&self) -> Walked<&'p Slot> {
         let plan = self.plan;
-        let node = plan.node(self.st.root_node).ok_or(Fallback)?;
-        let id = *node.slots.get("id").ok_or(Fallback)?;
-        plan.slot(id).ok_or(Fallback)
+        let node = plan.node(self.st.root_node).ok_or(MISSING)?;
+        let id = *node.slots.get("id").ok_or(MISSING)?;
+        plan.slot(id).ok_or(MISSING)
     }
 
     /// The root's id as written (normalised as the parser reads it).
@@ -628,7 +658,7 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
             None | Some(Json::Null) => String::new(),
             Some(raw) => {
                 let slot = self.id_slot()?;
-                normalize(raw, slot.normalize)?.map_or(String::new(), |v| v.text().into_owned())
+                normalize(raw, slot.normalize, self.arena)?.map_or(String::new(), |v| v.text().into_owned())
             }
         };
         self.st.root_id_raw = Some(found.clone());
@@ -646,7 +676,8 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
         let written = if value.is_empty() {
             String::new()
         } else {
-            match self.apply(&slot.action, Val::Str(Cow::Owned(value)))? {
+            let value = self.arena.alloc_str(&value);
+            match self.apply(&slot.action, Val::Str(value))? {
                 Some(v) => v.text().into_owned(),
                 None => String::new(),
             }
@@ -713,27 +744,27 @@ fn trim_net(text: &str) -> &str {
     }
 }
 
-fn normalize<'a>(value: &'a Json<'a>, how: Normalize) -> Walked<Option<Val<'a>>> {
+fn normalize<'a>(value: &'a Json<'a>, how: Normalize, arena: &'a Bump) -> Walked<Option<Val<'a>>> {
     let text = |value: &'a Json<'a>| -> Walked<Option<&'a str>> {
         match value {
             Json::Str(s) => {
                 let t = trim_net(s);
                 Ok(if t.is_empty() { None } else { Some(t) })
             }
-            _ => Err(Fallback),
+            _ => Err(FALLBACK),
         }
     };
     Ok(match how {
-        Normalize::Str => text(value)?.map(|t| Val::Str(Cow::Borrowed(t))),
+        Normalize::Str => text(value)?.map(Val::Str),
         Normalize::Bool => match value {
             Json::Bool(b) => Some(Val::Bool(*b)),
             Json::Str(_) => match text(value)? {
                 None => None,
                 Some("true") => Some(Val::Bool(true)),
                 Some("false") => Some(Val::Bool(false)),
-                Some(_) => return Err(Fallback),
+                Some(_) => return Err(FALLBACK),
             },
-            _ => return Err(Fallback),
+            _ => return Err(FALLBACK),
         },
         Normalize::Int => match value {
             Json::Num(token) if numbers::is_integer_token(token) => Some(Val::Int(int32(token, false)?)),
@@ -741,45 +772,45 @@ fn normalize<'a>(value: &'a Json<'a>, how: Normalize) -> Walked<Option<Val<'a>>>
                 None => None,
                 Some(t) => Some(Val::Int(int32(t, true)?)),
             },
-            _ => return Err(Fallback),
+            _ => return Err(FALLBACK),
         },
         Normalize::Dec => match value {
-            Json::Num(token) => Some(Val::Dec { text: decimal_token_text(token), source: token, token: true }),
+            Json::Num(token) => Some(Val::Dec { text: decimal_token_text(token, arena), source: token, token: true }),
             Json::Str(_) => match text(value)? {
                 None => None,
                 Some(t) => {
                     if !is_decimal_text(t) {
-                        return Err(Fallback);
+                        return Err(FALLBACK);
                     }
-                    let number = numbers::parse(t).ok_or(Fallback)?;
+                    let number = numbers::parse(t).ok_or(FALLBACK)?;
                     if numbers::exact_plain_digits(t) > crate::MAX_NUMBER_DIGITS {
-                        return Err(Fallback);
+                        return Err(FALLBACK);
                     }
-                    Some(Val::Dec { text: Cow::Owned(numbers::decimal_text(&number)), source: t, token: false })
+                    Some(Val::Dec { text: arena.alloc_str(&numbers::decimal_text(&number)), source: t, token: false })
                 }
             },
-            _ => return Err(Fallback),
+            _ => return Err(FALLBACK),
         },
         Normalize::Date | Normalize::DateTime => match text(value)? {
             None => None,
             Some(t) => {
                 let pattern = if how == Normalize::Date { &dates::DATE_RE } else { &dates::DATETIME_RE };
                 if !calendar_text(t, pattern, how == Normalize::Date) {
-                    return Err(Fallback);
+                    return Err(FALLBACK);
                 }
-                Some(Val::Str(Cow::Borrowed(t)))
+                Some(Val::Str(t))
             }
         },
         Normalize::Time => match text(value)? {
             None => None,
             Some(t) => {
                 if !dates::TIME_RE.is_match(t) {
-                    return Err(Fallback);
+                    return Err(FALLBACK);
                 }
-                Some(Val::Str(Cow::Borrowed(t)))
+                Some(Val::Str(t))
             }
         },
-        Normalize::Raw => return Err(Fallback),
+        Normalize::Raw => return Err(FALLBACK),
     })
 }
 
@@ -800,27 +831,27 @@ fn calendar_text(text: &str, pattern: &regex::Regex, date_only: bool) -> bool {
 fn int32(text: &str, signed_string: bool) -> Walked<i64> {
     let digits = if signed_string { text.strip_prefix(['+', '-']).unwrap_or(text) } else { text.strip_prefix('-').unwrap_or(text) };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Fallback);
+        return Err(FALLBACK);
     }
     let significant = digits.trim_start_matches('0');
     if significant.len() > 10 {
-        return Err(Fallback);
+        return Err(FALLBACK);
     }
-    let magnitude: i64 = if significant.is_empty() { 0 } else { significant.parse().map_err(|_| Fallback)? };
+    let magnitude: i64 = if significant.is_empty() { 0 } else { significant.parse().map_err(|_| FALLBACK)? };
     let number = if text.starts_with('-') { -magnitude } else { magnitude };
     if number < i32::MIN as i64 || number > i32::MAX as i64 {
-        return Err(Fallback);
+        return Err(FALLBACK);
     }
     Ok(number)
 }
 
-fn decimal_token_text(token: &str) -> Cow<'_, str> {
+fn decimal_token_text<'a>(token: &'a str, arena: &'a Bump) -> &'a str {
     if numbers::is_integer_token(token) {
-        Cow::Borrowed(numbers::integer_token_text(token))
+        numbers::integer_token_text(token)
     } else if token.bytes().any(|b| b == b'e' || b == b'E') {
-        Cow::Owned(numbers::decimal_token_text(token))
+        arena.alloc_str(&numbers::decimal_token_text(token))
     } else {
-        Cow::Borrowed(token)
+        token
     }
 }
 
@@ -980,8 +1011,8 @@ const META_ORDER: [&str; 16] = [
 
 fn rebuild_meta(written: &[u8], ops: u8, arena: &Bump) -> Walked<Vec<u8>> {
     let _ = V3;
-    let parsed = json::parse(written, arena).map_err(|_| Fallback)?;
-    let Json::Obj(pairs) = &parsed.value else { return Err(Fallback) };
+    let parsed = json::parse(written, arena).map_err(|_| FALLBACK)?;
+    let Json::Obj(pairs) = &parsed.value else { return Err(FALLBACK) };
     let get = |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
     // the security list: what the walk wrote, then the labels whose code is not there yet
     let mut security = Vec::with_capacity(256);
@@ -989,7 +1020,7 @@ fn rebuild_meta(written: &[u8], ops: u8, arena: &Bump) -> Walked<Vec<u8>> {
     let mut present: Vec<String> = Vec::new();
     let mut count = 0;
     if let Some(existing) = get("security") {
-        let Json::Arr(codings) = existing else { return Err(Fallback) };
+        let Json::Arr(codings) = existing else { return Err(FALLBACK) };
         for coding in codings.iter() {
             if count > 0 {
                 security.push(b',');
@@ -1000,7 +1031,7 @@ fn rebuild_meta(written: &[u8], ops: u8, arena: &Bump) -> Walked<Vec<u8>> {
                 match coding.get("code") {
                     None => present.push(String::new()),
                     Some(Json::Str(code)) => present.push(code.to_lowercase()),
-                    Some(_) => return Err(Fallback),
+                    Some(_) => return Err(FALLBACK),
                 }
             }
         }
@@ -1026,9 +1057,9 @@ fn rebuild_meta(written: &[u8], ops: u8, arena: &Bump) -> Walked<Vec<u8>> {
             } else if let Some(value) = get(key) {
                 write::key(&mut out, &mut first, key);
                 if key == "lastUpdated" {
-                    let Json::Str(text) = value else { return Err(Fallback) };
+                    let Json::Str(text) = value else { return Err(FALLBACK) };
                     // not an instant any more: the Python engine fails the run, as the reference does
-                    let formatted = format_last_updated(text).ok_or(Fallback)?;
+                    let formatted = format_last_updated(text).ok_or(FALLBACK)?;
                     write::string(&mut out, &formatted);
                 } else {
                     write_json(&mut out, value);
