@@ -238,45 +238,100 @@ class CoreRunner:
         assert native is not None
         self.export = PlanExport(engine)
         self._threads = threading.local()
+        self._free: list[Any] = []  # sessions of the pieces submitted, when they are done
+        self._free_lock = threading.Lock()
         self.export.sync()
 
-    def session(self) -> Any:
-        try:
-            return self._threads.session
-        except AttributeError:
-            assert native is not None
-            session = self._threads.session = native.Session()
-            return session
+    def sessions(self, count: int) -> list[Any]:
+        """This thread's core sessions (what the core keeps between pieces: recent hashes, its
+        buffers), one per piece it runs at once."""
+        assert native is not None
+        found: list[Any] = getattr(self._threads, "sessions", [])
+        while len(found) < count:
+            found.append(native.Session())
+        self._threads.sessions = found
+        return found
 
     def process(
         self,
-        data: bytes,
-        start: int,
+        pieces: list[tuple[bytes, int, int]],
         context: Context | None,
         *,
         max_line_bytes: int,
-        max_bytes: int,
         stop_at_event: bool = False,
-    ) -> tuple[bytes, list[tuple[int, str, Any, int, int]], dict[str, Any]]:
-        """native.process over the lines of data[start:]: (out, events, counts); see
-        core/src/lib.rs."""
+        threads: int = 1,
+    ) -> list[tuple[bytes, list[tuple[int, str, Any, int, int]], dict[str, Any]]]:
+        """native.process: each piece (data, start, end) the lines of data[start:end], shared out
+        by `threads` threads; for each (out, events, counts), see core/src/lib.rs."""
         assert native is not None
         file = (context.file_name if context is not None else None) or ""
         folder = (context.folder_name if context is not None else None) or ""
         return native.process(
             self.export.native,
-            self.session(),
-            data,
-            start,
+            self.sessions(len(pieces)),
+            pieces,
             file,
             folder,
             max_line_bytes=max_line_bytes,
-            max_bytes=max_bytes,
             stop_at_event=stop_at_event,
+            threads=threads,
         )
+
+    def submit(
+        self,
+        data: bytes,
+        start: int,
+        end: int,
+        context: Context | None,
+        *,
+        max_line_bytes: int,
+        stop_at_event: bool = False,
+        threads: int,
+    ) -> Ticket:
+        """Hand the lines of data[start:end] to the core's pool of `threads` threads; the
+        ticket's `wait()` gives (out, events, counts) as `process` does."""
+        assert native is not None
+        with self._free_lock:
+            session = self._free.pop() if self._free else native.Session()
+        file = (context.file_name if context is not None else None) or ""
+        folder = (context.folder_name if context is not None else None) or ""
+        ticket = native.submit(
+            self.export.native,
+            session,
+            data,
+            start,
+            end,
+            file,
+            folder,
+            max_line_bytes=max_line_bytes,
+            stop_at_event=stop_at_event,
+            threads=threads,
+        )
+        return Ticket(ticket, session, self)
+
+    def give_back(self, session: Any) -> None:
+        """A session free again (its piece is done)."""
+        with self._free_lock:
+            self._free.append(session)
 
     def sync(self) -> None:
         self.export.sync()
+
+
+class Ticket:
+    """A piece the core's pool is running."""
+
+    __slots__ = ("_native", "_runner", "_session")
+
+    def __init__(self, native_ticket: Any, session: Any, runner: CoreRunner) -> None:
+        self._native = native_ticket
+        self._session = session
+        self._runner = runner
+
+    def wait(self) -> tuple[bytes, list[tuple[int, str, Any, int, int]], dict[str, Any]]:
+        result = self._native.wait()
+        self._runner.give_back(self._session)
+        return result
 
 
 def plan_size(runner: CoreRunner) -> tuple[int, int, int]:

@@ -10,8 +10,9 @@ that line with LineFault. Nothing of a line's content reaches a log, an exceptio
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from anonymizer import jsonio
 from anonymizer.errors import AnonymizerError, ConfigurationError, InvalidInputError, ProcessingError
@@ -21,7 +22,7 @@ from anonymizer.settings import DEFAULT_MAX_LINE_BYTES
 from anonymizer.summary import Summary
 
 if TYPE_CHECKING:
-    from anonymizer.core import CoreRunner
+    from anonymizer.core import CoreRunner, Ticket
     from anonymizer.engine import Context, Engine
 
 __all__ = ["FAULTED", "PROCESSED", "LineFault", "StreamRun", "anonymize_stream"]
@@ -29,6 +30,8 @@ __all__ = ["FAULTED", "PROCESSED", "LineFault", "StreamRun", "anonymize_stream"]
 log = logging.getLogger("anonymizer.stream")
 
 _FLUSH_BYTES = 1 << 16
+_FIRST_STEP = 1 << 15  # the compiled core's first pieces (core.py)
+_PIECES_PER_THREAD = 4  # pieces per call with threads: the core's pool balances them
 _SPACE = frozenset(b" \t\r\n\f\v")
 
 
@@ -39,6 +42,22 @@ class LineFault(AnonymizerError):
         super().__init__(f"line {line}: {kind.replace('_', ' ')}")
         self.kind = kind
         self.line = line
+
+
+class Piece(NamedTuple):
+    """A run of whole lines for the compiled core (data[start:end]), or another item of the line
+    splitter (kind "long" or "garbled", data its value); `consumed`: the input's bytes up to its
+    end."""
+
+    kind: str
+    data: Any
+    start: int
+    end: int
+    consumed: int
+    last_open: bool  # it ends with the input's last line, which has no newline yet
+
+
+CoreResult = tuple[bytes, list[tuple[int, str, Any, int, int]], dict[str, Any]]
 
 
 class StreamRun:
@@ -60,8 +79,12 @@ class StreamRun:
         input_complete: bool = False,
         file: str | None = None,
         continues: str | None = None,
+        threads: int = 1,
     ) -> None:
         self.engine = engine
+        # Threads running the compiled core over pieces of the input (the Python engine: one).
+        self.threads = max(1, threads)
+        self._step = _FIRST_STEP
         self.context = context
         self.start_offset = start_offset
         self.on_invalid_line = on_invalid_line
@@ -124,15 +147,13 @@ class StreamRun:
         summary.finish()
 
     # -- on the compiled core ------------------------------------------------------------------
-    def _iter_core(self, core: CoreRunner) -> Iterator[bytes]:
-        """__iter__ with the input in blocks of whole lines through the compiled core (core.py),
-        the lines it hands back through the Python engine. Each call of the core takes about
-        16 flushes' worth of input, so that output (and a growing blob's checkpoints) follow the
-        input closely."""
+    def _core_pieces(self) -> Iterator[Piece]:
+        """The input as pieces for the core: runs of whole lines of about `_step` bytes (cut at
+        line ends), with what the input had consumed at their end; and the splitter's other
+        items (an over-long line, garbled), in order. Pieces are small while the plan is still
+        growing (lines fall back to build it) and double up to 16 flushes once it holds: a
+        piece run at once with others, on a plan that lacked a part, is finished alone."""
         lines = self._lines
-        summary = self.summary
-        out: list[bytes] = []
-        size = 0
         for kind, item in lines.blocks():
             if kind == "lines" or kind == "line":
                 assert type(item) is bytes
@@ -140,46 +161,99 @@ class StreamRun:
                 block_start = lines.consumed - len(item)
                 start = 0
                 while start < len(item):
-                    start, produced = self._core_step(core, item, start, out, last_open)
-                    size += produced
-                    if size >= _FLUSH_BYTES:
-                        self.emitted_consumed, self.emitted_next_line = block_start + start, self.next_line
-                        yield b"".join(out)
-                        out, size = [], 0
-                continue
-            if kind == "long":  # a line over the size limit: only its length
-                self._process(None)
-                self.next_line += 1
-            else:  # garbled: the rest of the line before the first is not JSON
-                self._fault_at("not_json", self.next_line - 1)
-            if size >= _FLUSH_BYTES:
-                self.emitted_consumed, self.emitted_next_line = lines.consumed, self.next_line
-                yield b"".join(out)
-                out, size = [], 0
-        self.emitted_consumed, self.emitted_next_line = lines.consumed, self.next_line
-        if out:
-            yield b"".join(out)
-        summary.input_bytes = lines.consumed
-        summary.finish()
+                    step = self._step
+                    end = len(item) if len(item) - start <= step else item.find(b"\n", start + step) + 1
+                    if end <= 0:
+                        end = len(item)
+                    yield Piece("lines", item, start, end, block_start + end, last_open)
+                    start = end
+            else:
+                yield Piece(kind, item, 0, 0, lines.consumed, False)
 
-    def _core_step(
-        self, core: CoreRunner, data: bytes, start: int, out: list[bytes], last_open: bool
-    ) -> tuple[int, int]:
-        """One call of the core over the lines of data[start:] (it stops after about 16 flushes'
-        worth, after a bad line under `fail`, and after a line that needed a part of the plan
-        not exported yet: the Python engine builds that part as it walks the line, and the
-        export brings it), and the lines it handed back through the Python engine. Appends the
-        output in line order; returns where the next call starts and the output's size."""
-        summary = self.summary
-        first_line = self.next_line
-        written, events, counts = core.process(
-            data,
-            start,
+    def _iter_core(self, core: CoreRunner) -> Iterator[bytes]:
+        """__iter__ with the input in pieces of whole lines through the compiled core (core.py)
+        and the lines it hands back through the Python engine. With threads, pieces go to the
+        core's pool of `threads` threads as they are read, a few per thread in flight, while
+        this thread takes their results in order."""
+        self._out: list[bytes] = []
+        self._size = 0
+        in_flight: deque[tuple[Piece, Ticket]] = deque()
+        window = _PIECES_PER_THREAD * self.threads
+        for piece in self._core_pieces():
+            if piece.kind != "lines":
+                while in_flight:
+                    yield from self._core_finish(core, *in_flight.popleft())
+                if piece.kind == "long":  # a line over the size limit: only its length
+                    self._process(None)
+                    self.next_line += 1
+                else:  # garbled: the rest of the line before the first is not JSON
+                    self._fault_at("not_json", self.next_line - 1)
+                yield from self._flush(piece.consumed)
+            elif self.threads == 1:
+                yield from self._core_finish(core, piece, None)
+            else:
+                in_flight.append((piece, self._core_submit(core, piece)))
+                if len(in_flight) >= window:
+                    yield from self._core_finish(core, *in_flight.popleft())
+        while in_flight:
+            yield from self._core_finish(core, *in_flight.popleft())
+        lines = self._lines
+        self.emitted_consumed, self.emitted_next_line = lines.consumed, self.next_line
+        if self._out:
+            yield b"".join(self._out)
+        self.summary.input_bytes = lines.consumed
+        self.summary.finish()
+
+    def _core_finish(self, core: CoreRunner, piece: Piece, ticket: Ticket | None) -> Iterator[bytes]:
+        """One piece's results, and the rest of it when the core stopped early, in line order."""
+        result = ticket.wait() if ticket is not None else self._core_call(core, piece, piece.start)
+        start = piece.start
+        while True:
+            start, produced = self._core_result(core, piece, start, result, self._out)
+            self._size += produced
+            if start >= piece.end:
+                break
+            result = self._core_call(core, piece, start)
+        yield from self._flush(piece.consumed)
+
+    def _flush(self, consumed: int) -> Iterator[bytes]:
+        if self._size >= _FLUSH_BYTES:
+            self.emitted_consumed, self.emitted_next_line = consumed, self.next_line
+            yield b"".join(self._out)
+            self._out, self._size = [], 0
+
+    def _core_submit(self, core: CoreRunner, piece: Piece) -> Ticket:
+        return core.submit(
+            piece.data,
+            piece.start,
+            piece.end,
             self.context,
             max_line_bytes=self._lines.max_line_bytes,
-            max_bytes=16 * _FLUSH_BYTES,
-            stop_at_event=self.on_invalid_line == "fail",  # the run stops exactly at a bad line
+            stop_at_event=self.on_invalid_line == "fail",
+            threads=self.threads,
         )
+
+    def _core_call(self, core: CoreRunner, piece: Piece, start: int) -> CoreResult:
+        """The core over data[start:piece.end] on this thread."""
+        return core.process(
+            [(piece.data, start, piece.end)],
+            self.context,
+            max_line_bytes=self._lines.max_line_bytes,
+            stop_at_event=self.on_invalid_line == "fail",  # the run stops exactly at a bad line
+        )[0]
+
+    def _core_result(
+        self, core: CoreRunner, piece: Piece, start: int, result: CoreResult, out: list[bytes]
+    ) -> tuple[int, int]:
+        """What one call of the core over data[start:piece.end] gave, and the lines it handed back
+        through the Python engine (the core stops after a bad line under `fail`, and after a line
+        that needed a part of the plan not exported yet: the Python engine builds that part as it
+        walks the line, and the export brings it for the rest). Appends the output in line order;
+        returns where the rest starts and the output's size."""
+        summary = self.summary
+        data, last_open = piece.data, piece.last_open
+        written, events, counts = result
+        first_line = self.next_line
         summary.lines += counts["lines"]
         summary.count_block(counts, len(written))
         size = len(written)
@@ -193,10 +267,10 @@ class StreamRun:
                     out.append(written[position:value])
                 position = value
                 faulted = summary.faulted_lines
-                result = self._guarded_line(data[line_start:line_end])
-                if result is not None:
-                    out.append(result)
-                    size += len(result)
+                result_line = self._guarded_line(data[line_start:line_end])
+                if result_line is not None:
+                    out.append(result_line)
+                    size += len(result_line)
                 if last_open and summary.faulted_lines > faulted:
                     self._lines.open_line = FAULTED
             elif kind == "fault":
@@ -212,6 +286,9 @@ class StreamRun:
         self.next_line = first_line + counts["lines"]
         if missing:
             core.sync()  # what the Python engine added to the plan, for the lines after
+            self._step = _FIRST_STEP
+        else:
+            self._step = min(2 * self._step, 16 * _FLUSH_BYTES)
         if last_open and self._lines.open_line is None:
             self._lines.open_line = PROCESSED
         return start + counts["consumed"], size
@@ -320,5 +397,5 @@ def _is_utf8(data: bytes) -> bool:
 def anonymize_stream(chunks: Iterable[bytes], engine: Engine, **options: Any) -> StreamRun:
     """The streaming core's entry point (docs/contract.md section 2); `options` are StreamRun's: context,
     start_offset, start_line, on_invalid_line, max_line_bytes, input_complete, file (the name
-    faults carry), continues."""
+    faults carry), continues, threads (for the compiled core)."""
     return StreamRun(chunks, engine, **options)

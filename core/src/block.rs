@@ -47,8 +47,6 @@ fn is_blank(line: &[u8]) -> bool {
 
 pub struct Options {
     pub max_line_bytes: usize,
-    /// Stop after the line that reaches this many bytes (output follows input closely).
-    pub max_bytes: usize,
     /// Stop after the first line that is not written (the run stops at a bad line).
     pub stop_at_event: bool,
     /// Stop after a line that fell back for a part of the plan not exported yet: once the Python
@@ -65,7 +63,7 @@ pub fn process(plan: &Plan, session: &mut Session, context: &Context, data: &[u8
     let mut arena = std::mem::take(&mut session.arena);
     let mut at = 0;
     let mut index = 0;
-    while at < data.len() && at < options.max_bytes {
+    while at < data.len() {
         let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i + 1);
         let line = &data[at..end];
         let line_index = index;

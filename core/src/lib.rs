@@ -219,46 +219,163 @@ impl PySession {
     }
 }
 
-/// Anonymize the NDJSON lines of `data[start:]` (each with its newline, a last one perhaps
-/// without, as the line splitter leaves them). Returns (out, events, counts): `out` the lines the
-/// core wrote; `events` (index, kind, value, line start, line end) for the lines it did not write,
-/// in order: ("fallback" or "missing", position in out: the Python engine processes the line;
-/// "missing": it needed a part of the plan not exported yet), ("fault", kind), ("dropped",
-/// resource type); `counts`
-/// a dict: lines, consumed (bytes from `start`), blank_lines, input_types, output_types,
-/// output_resources, labels. It stops early after the line that reaches `max_bytes`, after a bad
-/// line when `stop_at_event`, and after a line that needed a part of the plan not exported yet
-/// when `stop_at_missing`.
+/// Anonymize pieces of NDJSON: each piece (data, start, end) the lines of `data[start:end]` (each
+/// with its newline, a last one perhaps without, as the line splitter leaves them), each with its
+/// session (as many sessions as pieces), shared out by `threads` threads, the GIL released. Returns for each piece (out, events, counts): `out` the lines the core wrote;
+/// `events` (index, kind, value, line start, line end) for the lines it did not write, in order:
+/// ("fallback" or "missing", position in out: the Python engine processes the line; "missing": it
+/// needed a part of the plan not exported yet), ("fault", kind), ("dropped", resource type);
+/// `counts` a dict: lines, consumed (bytes from `start`), blank_lines, input_types, output_types,
+/// output_resources, labels. A piece stops early after a bad line when `stop_at_event`, and after
+/// a line that needed a part of the plan not exported yet when `stop_at_missing`.
 #[pyfunction]
-#[pyo3(signature = (plan, session, data, start = 0, file = String::new(), folder = String::new(),
-                    max_line_bytes = usize::MAX - 1, max_bytes = usize::MAX, stop_at_event = false,
-                    stop_at_missing = true))]
+#[pyo3(signature = (plan, sessions, pieces, file = String::new(), folder = String::new(),
+                    max_line_bytes = usize::MAX - 1, stop_at_event = false, stop_at_missing = true,
+                    threads = 1))]
 #[allow(clippy::too_many_arguments)]
 fn process<'py>(
     py: Python<'py>,
     plan: &Bound<'py, PyPlan>,
-    session: &Bound<'py, PySession>,
-    data: &Bound<'py, PyBytes>,
-    start: usize,
+    sessions: Vec<Bound<'py, PySession>>,
+    pieces: Vec<(Bound<'py, PyBytes>, usize, usize)>,
     file: String,
     folder: String,
     max_line_bytes: usize,
-    max_bytes: usize,
     stop_at_event: bool,
     stop_at_missing: bool,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let bytes = data.as_bytes();
-    let data = bytes.get(start..).ok_or_else(|| bad("start is past the data"))?;
+    threads: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    if sessions.len() < pieces.len() {
+        return Err(bad("one session per piece"));
+    }
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(pieces.len());
+    for (data, start, end) in &pieces {
+        let bytes = data.as_bytes();
+        slices.push(bytes.get(*start..*end).ok_or_else(|| bad("start or end is past the data"))?);
+    }
     let plan = plan.get();
-    let session = &session.get().inner;
+    let sessions: Vec<&std::sync::Mutex<walk::Session>> = sessions.iter().map(|s| &s.get().inner).collect();
     let context = walk::Context { file, folder };
-    let options = block::Options { max_line_bytes, max_bytes, stop_at_event, stop_at_missing };
-    let block = py.allow_threads(|| {
+    let options = block::Options { max_line_bytes, stop_at_event, stop_at_missing };
+    let run = |slice: &[u8], session: &std::sync::Mutex<walk::Session>| -> Result<block::Block, &'static str> {
         let guard = plan.inner.read().map_err(|_| "the plan's lock is poisoned")?;
         let mut session = session.lock().map_err(|_| "the session's lock is poisoned")?;
-        Ok::<block::Block, &str>(block::process(&guard, &mut session, &context, data, &options))
+        Ok(block::process(&guard, &mut session, &context, slice, &options))
+    };
+    let blocks: Vec<Result<block::Block, &str>> = py.allow_threads(|| {
+        if threads <= 1 || slices.len() == 1 {
+            return slices.iter().zip(&sessions).map(|(slice, session)| run(slice, session)).collect();
+        }
+        // the pieces shared out by a pool of `threads` threads that persist between calls
+        use rayon::prelude::*;
+        pool(threads).install(|| {
+            slices.par_iter().zip(sessions.par_iter()).map(|(slice, session)| run(slice, session)).collect()
+        })
     });
-    let block = block.map_err(bad)?;
+    let results = PyList::empty(py);
+    for ((block, (_, start, _)), session) in blocks.into_iter().zip(&pieces).zip(&sessions) {
+        let block = block.map_err(bad)?;
+        results.append(block_result(py, block, *start, session)?)?;
+    }
+    Ok(results)
+}
+
+/// A piece handed to the pool: `wait` gives its result (as `process` gives one).
+#[pyclass(frozen, name = "Ticket", module = "fhir_anonymize_core")]
+struct Ticket {
+    done: std::sync::Arc<(std::sync::Mutex<Option<Result<block::Block, &'static str>>>, std::sync::Condvar)>,
+    start: usize,
+    // held until the result is taken: the piece's bytes and session stay alive meanwhile
+    data: Py<PyBytes>,
+    session: Py<PySession>,
+}
+
+#[pymethods]
+impl Ticket {
+    /// The piece's (out, events, counts), waiting (without the GIL) until it is done.
+    fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let (lock, ready) = &*self.done;
+        let block = py.allow_threads(|| {
+            let mut slot = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while slot.is_none() {
+                slot = ready.wait(slot).unwrap_or_else(|e| e.into_inner());
+            }
+            slot.take().unwrap_or(Err("the result was taken already"))
+        });
+        let _ = &self.data;
+        block_result(py, block.map_err(bad)?, self.start, &self.session.get().inner)
+    }
+}
+
+/// Hand the lines of `data[start:end]` to the pool of `threads` threads, to run with `session`
+/// (one per piece in flight) while the caller goes on; `Ticket.wait` gives the result.
+#[pyfunction]
+#[pyo3(signature = (plan, session, data, start, end, file = String::new(), folder = String::new(),
+                    max_line_bytes = usize::MAX - 1, stop_at_event = false, threads = 1))]
+#[allow(clippy::too_many_arguments)]
+fn submit(
+    py: Python<'_>,
+    plan: Py<PyPlan>,
+    session: Py<PySession>,
+    data: Py<PyBytes>,
+    start: usize,
+    end: usize,
+    file: String,
+    folder: String,
+    max_line_bytes: usize,
+    stop_at_event: bool,
+    threads: usize,
+) -> PyResult<Ticket> {
+    let bytes = data.bind(py).as_bytes();
+    let slice = bytes.get(start..end).ok_or_else(|| bad("start or end is past the data"))?;
+    // The bytes object is immutable and the ticket holds it until the result is taken.
+    let (pointer, length) = (slice.as_ptr() as usize, slice.len());
+    let done = std::sync::Arc::new((std::sync::Mutex::new(None), std::sync::Condvar::new()));
+    let ticket = Ticket { done: done.clone(), start, data, session: session.clone_ref(py) };
+    let options = block::Options { max_line_bytes, stop_at_event, stop_at_missing: true };
+    let context = walk::Context { file, folder };
+    pool(threads.max(1)).spawn(move || {
+        // SAFETY: see above; the slice is read only while the ticket (holding its bytes) lives,
+        // and the ticket's `wait` cannot return before this task has stored its result.
+        let slice = unsafe { std::slice::from_raw_parts(pointer as *const u8, length) };
+        let result = (|| {
+            let guard = plan.get().inner.read().map_err(|_| "the plan's lock is poisoned")?;
+            let mut session = session.get().inner.lock().map_err(|_| "the session's lock is poisoned")?;
+            Ok(block::process(&guard, &mut session, &context, slice, &options))
+        })();
+        let (lock, ready) = &*done;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        ready.notify_all();
+        drop(plan);
+        drop(session);
+    });
+    Ok(ticket)
+}
+
+/// The pool of `threads` threads (made once per count).
+fn pool(threads: usize) -> std::sync::Arc<rayon::ThreadPool> {
+    static POOLS: std::sync::Mutex<Vec<(usize, std::sync::Arc<rayon::ThreadPool>)>> = std::sync::Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
+        return pool.clone();
+    }
+    let pool = std::sync::Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("anonymizer-core-{i}"))
+            .build()
+            .expect("a thread pool"),
+    );
+    pools.push((threads, pool.clone()));
+    pool
+}
+
+fn block_result<'py>(
+    py: Python<'py>,
+    block: block::Block,
+    start: usize,
+    session: &std::sync::Mutex<walk::Session>,
+) -> PyResult<Bound<'py, PyTuple>> {
     let events = PyList::empty(py);
     for (index, event, line_start, line_end) in &block.events {
         let (kind, value) = match event {
@@ -279,7 +396,7 @@ fn process<'py>(
     counts.set_item("labels", block.labels.into_pyobject(py)?)?;
     let out = PyBytes::new(py, &block.out);
     if let Ok(mut session) = session.lock() {
-        session.spare = block.out; // its capacity serves the thread's next block
+        session.spare = block.out; // its capacity serves the session's next piece
     }
     PyTuple::new(py, [out.into_any(), events.into_any(), counts.into_any()])
 }
@@ -297,6 +414,8 @@ fn fhir_anonymize_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPlan>()?;
     m.add_class::<PySession>()?;
     m.add_function(wrap_pyfunction!(process, m)?)?;
+    m.add_function(wrap_pyfunction!(submit, m)?)?;
+    m.add_class::<Ticket>()?;
     m.add_function(wrap_pyfunction!(decimal_text, m)?)?;
     Ok(())
 }
