@@ -46,6 +46,7 @@ class BulkOptions:
     on_invalid_line: str = "drop"
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     progress: bool = False
+    threads: int = 1  # the compiled core's threads per worker
     split_bytes: int = 64 << 20  # files larger than this are split across workers by byte ranges
 
 
@@ -193,6 +194,7 @@ def anonymize_ndjson_range(
         max_line_bytes=options.max_line_bytes,
         input_complete=True,
         file=file,
+        threads=options.threads,
     )
     with output.open("wb") as out:
         for chunk in run:
@@ -320,13 +322,15 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _init_worker(raw: dict, keys: dict[str, str], reference_date: Any, parent: int, progress: Any) -> None:
+def _init_worker(
+    raw: dict, keys: dict[str, str], reference_date: Any, kind: str, parent: int, progress: Any
+) -> None:
     global _WORKER_ENGINE, _WORKER_PROGRESS
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt ends
     logging.getLogger("anonymizer.config").setLevel(logging.ERROR)  # the parent already warned
     _WORKER_PROGRESS = progress
-    _WORKER_ENGINE = Engine.from_dict(raw, keys=keys, reference_date=reference_date)
+    _WORKER_ENGINE = Engine.from_dict(raw, keys=keys, reference_date=reference_date, kind=kind)
 
 
 def _worker_progress(count: int) -> None:
@@ -393,7 +397,14 @@ def _execute(engine: Engine, tasks: list[Task], options: BulkOptions) -> dict[in
         workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(config.raw, config.resolved_keys(), engine.reference_date, os.getpid(), shared),
+        initargs=(
+            config.raw,
+            config.resolved_keys(),
+            engine.reference_date,
+            engine.kind,
+            os.getpid(),
+            shared,
+        ),
     )
     try:
         with progress:

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from anonymizer.bulk import BulkOptions, BulkResult, run_folder
 from anonymizer.config import read_configuration_text
+from anonymizer.core import choose_engine
 from anonymizer.engine import ENGINE_VERSION, Engine
 from anonymizer.errors import ConfigurationError
 from anonymizer.settings import (
@@ -49,7 +50,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def version_text() -> str:
-    return f"{PROG} {ENGINE_VERSION} (engine: python)"
+    """The version, and the engine a run would use (ANONYMIZER_ENGINE, else auto)."""
+    try:
+        kind = choose_engine()
+    except ConfigurationError as exc:
+        return f"{PROG} {ENGINE_VERSION} (engine: none: {exc})"
+    return f"{PROG} {ENGINE_VERSION} (engine: {kind})"
 
 
 def shipped_config(name: str = "safe-harbor.json") -> Path:
@@ -106,6 +112,12 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=_positive, default=None, help="parallel worker processes (default: CPUs available)"
     )
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="threads per worker for the compiled core (default: $ANONYMIZER_THREADS, else 1)",
+    )
     p.add_argument("--summary", metavar="FILE", help="write the run summary (JSON) here")
     p.add_argument(
         "--allow-random-keys",
@@ -156,6 +168,7 @@ def _load_engine(config_path: Path, args: argparse.Namespace, settings: RunSetti
         config_path,
         allow_random_keys=args.allow_random_keys,
         reference_date=_reference_date(args, settings),
+        kind=settings.engine,
     )
 
 
@@ -168,6 +181,7 @@ def _bulk_options(args: argparse.Namespace, settings: RunSettings, *, bulk: bool
         on_invalid_line=args.on_invalid_line or settings.on_invalid_line,
         max_line_bytes=args.max_line_bytes or settings.max_line_bytes,
         progress=not args.quiet and sys.stderr.isatty(),
+        threads=args.threads or settings.threads or 1,
     )
 
 

@@ -29,6 +29,7 @@ from anonymizer.plan import PlanNode, ResourcePlanBuilder, Slot
 from anonymizer.r4 import model
 from anonymizer.r4.compartment import reference_paths
 from anonymizer.r4.model import RESOURCE
+from anonymizer.settings import parse_engine
 
 if TYPE_CHECKING:
     from anonymizer.engine import Context, Engine
@@ -39,7 +40,6 @@ try:
 except ImportError:  # a pure-Python installation: no Rust toolchain where it was installed
     native = None
 
-ENGINES = ("auto", "core", "python")
 ENGINE_VARIABLE = "ANONYMIZER_ENGINE"
 
 
@@ -52,9 +52,7 @@ def choose_engine(choice: str | None = None) -> str:
     """'core' or 'python' for a choice of auto, core or python (None: ANONYMIZER_ENGINE, else
     auto). ConfigurationError for another value, or for 'core' where the core is not installed."""
     given = os.environ.get(ENGINE_VARIABLE, "") if choice is None else choice
-    value = given.strip().lower() or "auto"
-    if value not in ENGINES:
-        raise ConfigurationError(f"{ENGINE_VARIABLE} must be auto, core or python, not {given!r}")
+    value = parse_engine(given, ENGINE_VARIABLE) if given.strip() else "auto"
     if value == "auto":
         return "core" if available() else "python"
     if value == "core" and not available():

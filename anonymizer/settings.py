@@ -15,6 +15,7 @@ from anonymizer.errors import ConfigurationError
 DEFAULT_MAX_LINE_BYTES = 268_435_456  # 256 MiB
 DEFAULT_CHECKPOINT_BYTES = 268_435_456
 ON_INVALID_LINE = ("drop", "fail")
+ENGINES = ("auto", "core", "python")  # ANONYMIZER_ENGINE (anonymizer/core.py)
 
 
 def parse_reference_date(text: str, name: str) -> date:
@@ -41,6 +42,13 @@ def parse_on_invalid_line(text: str, name: str) -> str:
     return value
 
 
+def parse_engine(text: str, name: str) -> str:
+    value = text.strip().lower()
+    if value not in ENGINES:
+        raise ConfigurationError(f"{name} must be auto, core or python, not {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class RunSettings:
     config: str | None = None  # a path, or an https:// blob URL (the Function); None: shipped default
@@ -48,6 +56,8 @@ class RunSettings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES
     reference_date: date | None = None
+    engine: str = "auto"  # the compiled core when installed (auto), or always (core), or never
+    threads: int | None = None  # the compiled core's threads per stream (None: the front end's default)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunSettings:
@@ -66,10 +76,16 @@ class RunSettings:
         checkpoint = parse_positive(text, "ANONYMIZER_CHECKPOINT_BYTES") if text else DEFAULT_CHECKPOINT_BYTES
         text = given("ANONYMIZER_REFERENCE_DATE")
         reference = parse_reference_date(text, "ANONYMIZER_REFERENCE_DATE") if text else None
+        text = given("ANONYMIZER_ENGINE")
+        engine = parse_engine(text, "ANONYMIZER_ENGINE") if text else "auto"
+        text = given("ANONYMIZER_THREADS")
+        threads = parse_positive(text, "ANONYMIZER_THREADS") if text else None
         return cls(
             config=given("ANONYMIZER_CONFIG"),
             on_invalid_line=on_invalid,
             max_line_bytes=max_line,
             checkpoint_bytes=checkpoint,
             reference_date=reference,
+            engine=engine,
+            threads=threads,
         )

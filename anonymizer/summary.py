@@ -187,6 +187,7 @@ class Summary:
         out = {
             "status": status,
             "engine_version": engine.version,
+            "engine": engine.kind,
             "reference_date": engine.reference_date.isoformat(),
             "config": {
                 "digest": config.digest,

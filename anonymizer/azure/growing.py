@@ -340,6 +340,7 @@ def _stream(
         max_line_bytes=settings.max_line_bytes,
         file=name,
         continues=resume.open_line,
+        threads=settings.threads,
     )
     # Faults of checkpoints whose run sent no message (it was killed) are this run's to report.
     carried = Summary()

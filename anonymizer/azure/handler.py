@@ -76,7 +76,9 @@ class Handler:
         wanted = reference_date or self.settings.reference_date
         engine = self._engines.get(wanted)
         if engine is None:
-            engine = Engine.from_file(self._configuration_path(), reference_date=wanted)
+            engine = Engine.from_file(
+                self._configuration_path(), reference_date=wanted, kind=self.settings.engine
+            )
             self._engines[wanted] = engine
         return engine
 

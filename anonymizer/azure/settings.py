@@ -57,6 +57,16 @@ class Settings:
     def config(self) -> str | None:
         return self.run.config
 
+    @property
+    def engine(self) -> str:
+        return self.run.engine
+
+    @property
+    def threads(self) -> int:
+        """The compiled core's threads for a blob: ANONYMIZER_THREADS, else every CPU of the
+        instance."""
+        return self.run.threads or len(os.sched_getaffinity(0))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
