@@ -1,4 +1,4 @@
-"""The compiled core: the `fhir_anonymize_core` extension (Rust, built from core/), which runs the
+"""The compiled core: the `anonymizer._core` extension (Rust, built from core/), which runs the
 engine's compiled plan over blocks of NDJSON lines without a Python object per node.
 
 The Python engine stays the reference. The core runs what the plan decided (keep, redact with its
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from anonymizer.minimum import Tree
 
 try:
-    import fhir_anonymize_core as native
+    from anonymizer import _core as native
 except ImportError:  # a pure-Python installation: no Rust toolchain where it was installed
     native = None
 
@@ -57,7 +57,7 @@ def choose_engine(choice: str | None = None) -> str:
         return "core" if available() else "python"
     if value == "core" and not available():
         raise ConfigurationError(
-            f"{ENGINE_VARIABLE}=core, but the compiled core (fhir_anonymize_core) is not installed: "
+            f"{ENGINE_VARIABLE}=core, but the compiled core (anonymizer._core) is not installed: "
             "install the package on a machine with a Rust toolchain (pip install .), or install the "
             "core's wheel (README: Deployment), or use auto or python"
         )

@@ -1,4 +1,4 @@
-//! fhir_anonymize_core: the compiled core of fhir-anonymize. One entry point, `process`, takes the
+//! anonymizer._core: the compiled core of fhir-anonymize. One entry point, `process`, takes the
 //! compiled plan (exported from the Python engine's immutable plan by anonymizer/core.py) and a
 //! block of NDJSON lines, and returns the anonymized lines with the block's counts, faults and the
 //! lines it hands back to the Python engine (fallbacks), with the GIL released.
@@ -25,7 +25,7 @@ use plan::{Action, Node, Params, Plan, Prune, Root, Scope, Slot, NONE};
 pub const MAX_DEPTH: usize = 128;
 pub const MAX_NUMBER_DIGITS: usize = 1000;
 
-#[pyclass(frozen, name = "Plan", module = "fhir_anonymize_core")]
+#[pyclass(frozen, name = "Plan", module = "anonymizer._core")]
 struct PyPlan {
     inner: RwLock<Plan>,
 }
@@ -206,7 +206,7 @@ impl PyPlan {
 }
 
 /// What one thread keeps between blocks (recent hashes, random bytes); one per thread.
-#[pyclass(frozen, name = "Session", module = "fhir_anonymize_core")]
+#[pyclass(frozen, name = "Session", module = "anonymizer._core")]
 struct PySession {
     inner: std::sync::Mutex<walk::Session>, // one per thread: never contended
 }
@@ -281,7 +281,7 @@ fn process<'py>(
 }
 
 /// A piece handed to the pool: `wait` gives its result (as `process` gives one).
-#[pyclass(frozen, name = "Ticket", module = "fhir_anonymize_core")]
+#[pyclass(frozen, name = "Ticket", module = "anonymizer._core")]
 struct Ticket {
     done: std::sync::Arc<(std::sync::Mutex<Option<Result<block::Block, &'static str>>>, std::sync::Condvar)>,
     start: usize,
@@ -408,6 +408,7 @@ fn decimal_text(text: &str) -> PyResult<String> {
 }
 
 #[pymodule]
+#[pyo3(name = "_core")]
 fn fhir_anonymize_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_DEPTH", MAX_DEPTH)?;
