@@ -5,7 +5,8 @@ values in exponent form, so such lines take an exact path (the standard library 
 kept with their text) and are written back through orjson.Fragment. Finding them costs two checks:
 - on the raw line, unless orjson writes the parsed line back byte for byte (compact exports do),
   one scan for two byte patterns anchored on '.': a fraction ending in 0, and a long fraction
-  whose text is then compared with its float's shortest form;
+  whose text is then compared with its float's shortest form; and one for a number written
+  with an exponent;
 - in the walk, `check_float` on every float a decimal element holds: integral, tiny, huge or long
   values raise InexactNumber, and the caller parses the line again on the exact path.
 Numbers written with an exponent come out in plain decimal notation, as the reference's .NET
@@ -41,6 +42,9 @@ _WRAP = _ORJSON_DEPTH - MAX_DEPTH
 _END = rb"[ \t\r\n]*[,}\]]"
 # One scan: a fraction ending in 0 (ends with a delimiter), or a long fraction (ends in a digit).
 _SUSPECT_FRACTION = re.compile(rb"\.(?:\d*0" + _END + rb"|\d{11,})")
+# A number written with an exponent (between delimiters, so rarely text inside a string): it is
+# written back in plain decimal notation, which its float alone cannot tell (`1.250e1` is 12.50).
+_EXPONENT_NUMBER = re.compile(rb"(?<![^:,\[ \t\r\n])-?\d+(?:\.\d+)?[eE][+-]?\d+(?=[ \t\r\n]*[,}\]])")
 _DIGITS = frozenset(b"0123456789-")
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 _BEFORE = frozenset(b":,[ \t\r\n")
@@ -96,6 +100,8 @@ def check_float(value: float) -> float:
 
 
 def needs_exact_path(data: bytes) -> bool:
+    if _EXPONENT_NUMBER.search(data):
+        return True
     for m in _SUSPECT_FRACTION.finditer(data):
         if m[0][-1] not in _DIGITS:
             return True  # a trailing zero

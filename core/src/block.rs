@@ -78,7 +78,12 @@ pub fn process(plan: &Plan, session: &mut Session, context: &Context, data: &[u8
         } else {
             let start = block.out.len();
             arena.reset();
-            match resource_line(plan, session, context, line, &mut block.out, &arena) {
+            // A panic is a bug of the core: the line goes to the Python engine, the run goes on.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                resource_line(plan, session, context, line, &mut block.out, &arena)
+            }))
+            .unwrap_or(Line::Fallback { missing: false });
+            match outcome {
                 Line::Written(resource_type, codes) => {
                     *block.input_types.entry(resource_type.clone()).or_default() += 1;
                     *block.output_types.entry(resource_type).or_default() += 1;
@@ -129,6 +134,7 @@ fn resource_line(
             return Line::Fault(if std::str::from_utf8(line).is_ok() { "not_json" } else { "invalid_utf8" })
         }
         Err(ReadError::TooDeep) => return Line::Fault("too_deep"),
+        Err(ReadError::BeyondDouble) => return Line::Fallback { missing: false },
     };
     if parsed.beyond_double {
         return Line::Fallback { missing: false }; // the Python engine reads such numbers on its exact path

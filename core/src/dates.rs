@@ -128,7 +128,7 @@ fn digits(b: &[u8]) -> bool {
 /// the regex then decides).
 pub fn usual_shape(text: &str, date_only: bool) -> Option<Shape> {
     let b = text.as_bytes();
-    if b.len() < 4 || !digits(&b[..4]) {
+    if b.len() < 4 || !text.is_ascii() || !digits(&b[..4]) {
         return None;
     }
     if b.len() == 4 {

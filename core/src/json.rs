@@ -36,6 +36,9 @@ impl<'a> Json<'a> {
 pub enum ReadError {
     Syntax,
     TooDeep,
+    /// Stopped after a number beyond a double: orjson stops there, and the Python engine reads
+    /// the line on its exact path, which decides the fault.
+    BeyondDouble,
 }
 
 pub struct Parsed<'a> {
@@ -48,12 +51,19 @@ pub struct Parsed<'a> {
 
 pub fn parse<'a>(input: &'a [u8], arena: &'a Bump) -> Result<Parsed<'a>, ReadError> {
     let mut reader = Reader { data: input, arena, at: 0, depth: 0, deepest: 0, digits: 0, beyond_double: false };
-    reader.space();
-    let value = reader.value()?;
-    reader.space();
-    if reader.at != input.len() {
-        return Err(ReadError::Syntax);
-    }
+    let read = (|| {
+        reader.space();
+        let value = reader.value()?;
+        reader.space();
+        if reader.at != input.len() {
+            return Err(ReadError::Syntax);
+        }
+        Ok(value)
+    })();
+    let value = match read {
+        Err(_) if reader.beyond_double => return Err(ReadError::BeyondDouble),
+        other => other?,
+    };
     Ok(Parsed { value, depth: reader.deepest, digits: reader.digits, beyond_double: reader.beyond_double })
 }
 
