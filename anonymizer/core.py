@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from anonymizer.errors import ConfigurationError
 from anonymizer.methods.base import Removal, core_form_of
@@ -32,13 +33,39 @@ from anonymizer.r4.model import RESOURCE
 from anonymizer.settings import parse_engine
 
 if TYPE_CHECKING:
-    from anonymizer.engine import Context, Engine
-    from anonymizer.minimum import Tree
+    from anonymizer.config import Parameters
+    from anonymizer.minimum import MinimumNecessary, Tree
 
 try:
-    from anonymizer import _core as native
+    import anonymizer._core as native
 except ImportError:  # a pure-Python installation: no Rust toolchain where it was installed
-    native = None
+    native = None  # type: ignore[assignment]
+
+
+class PlanSource(Protocol):
+    """What the core needs of an engine (engine.Engine): its parameters, its minimum-necessary
+    lists, and the plans it has built."""
+
+    @property
+    def parameters(self) -> Parameters: ...
+
+    @property
+    def minimum(self) -> MinimumNecessary | None: ...
+
+    def plans(self) -> Mapping[str, ResourcePlanBuilder]: ...
+
+    def plan_for(self, resource_type: str) -> ResourcePlanBuilder: ...
+
+
+class FileContext(Protocol):
+    """The date-shift scopes' names (engine.Context)."""
+
+    @property
+    def file_name(self) -> str | None: ...
+
+    @property
+    def folder_name(self) -> str | None: ...
+
 
 ENGINE_VARIABLE = "ANONYMIZER_ENGINE"
 
@@ -64,7 +91,7 @@ def choose_engine(choice: str | None = None) -> str:
     return value
 
 
-def _parameters(engine: Engine) -> dict[str, Any]:
+def _parameters(engine: PlanSource) -> dict[str, Any]:
     params = engine.parameters
     minimum = engine.minimum
     listed = None
@@ -104,7 +131,7 @@ class PlanExport:
     """The engine's plan in the core's form, sent as it grows. Node and slot ids are the core's;
     the plan objects are held, so that their ids stay theirs."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: PlanSource) -> None:
         assert native is not None
         self.engine = engine
         self.native = native.Plan(sorted(model.RESOURCE_TYPES), _parameters(engine))
@@ -232,7 +259,7 @@ class PlanExport:
 class CoreRunner:
     """The core for one engine: its plan export and a core session per thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: PlanSource) -> None:
         assert native is not None
         self.export = PlanExport(engine)
         self._threads = threading.local()
@@ -253,7 +280,7 @@ class CoreRunner:
     def process(
         self,
         pieces: list[tuple[bytes, int, int]],
-        context: Context | None,
+        context: FileContext | None,
         *,
         max_line_bytes: int,
         stop_at_event: bool = False,
@@ -280,7 +307,7 @@ class CoreRunner:
         data: bytes,
         start: int,
         end: int,
-        context: Context | None,
+        context: FileContext | None,
         *,
         max_line_bytes: int,
         stop_at_event: bool = False,
@@ -330,8 +357,3 @@ class Ticket:
         result = self._native.wait()
         self._runner.give_back(self._session)
         return result
-
-
-def plan_size(runner: CoreRunner) -> tuple[int, int, int]:
-    """(nodes, slots, roots) the core holds (for tests and the benchmark)."""
-    return tuple(runner.export.native.size())
