@@ -1,4 +1,4 @@
-"""Benchmark: the command line with the shipped Safe Harbor configuration against a plain
+"""Benchmark: the engine with the shipped Safe Harbor configuration against a plain
 `orjson.loads` + `orjson.dumps` pass over the same lines, measured in one run (these machines are
 noisy: compare the ratios, not the MB/s across runs).
 
@@ -9,9 +9,11 @@ noisy: compare the ratios, not the MB/s across runs).
 Inputs of a chosen size are built by repeating the source's resources under new ids: every
 resource `id` and every `Type/id` reference get the same suffix per copy, so references stay
 consistent. Printed: MB/s, resources/s, ratios to the orjson pass for the streaming core in this
-process (no interpreter start-up, like the orjson pass) and for the command line (start-up,
-imports and its own process included), the peak summed RSS of the command line's process tree,
-and a profile of where the engine's time goes.
+process (no interpreter start-up, like the orjson pass) on the compiled core with 1 and 2 threads
+and on the Python engine, and for the command line (start-up, imports, its own process and the
+output files included), the peak summed RSS of the command line's process tree, and a profile of
+where the time goes (the compiled core's by `perf` when the machine has it, the Python engine's by
+cProfile).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,15 @@ from pathlib import Path
 import orjson
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def core_available() -> bool:
+    from anonymizer import core
+
+    return core.available()
+
+
 KEYS = {
     "ANONYMIZER_CRYPTO_HASH_KEY": "benchmark-crypto-hash-key-000001",
     "ANONYMIZER_DATE_SHIFT_KEY": "benchmark-date-shift-key-0000001",
@@ -84,11 +96,12 @@ def orjson_pass(folder: Path) -> tuple[float, int, int]:
     return time.perf_counter() - start, size, count
 
 
-def streaming_core(folder: Path) -> float:
+def streaming_core(folder: Path, kind: str = "core", threads: int = 1) -> float:
     """Wall time of the streaming core in this process, one worker: a fresh engine (plans,
     generated code and caches built during the pass, as in a worker), every file streamed
     through `anonymize_stream` from disk, the output bytes dropped. Interpreter start-up and
-    imports are left out, as they are for the orjson pass."""
+    imports are left out, as they are for the orjson pass. `kind`: the compiled core or the
+    Python engine; `threads`: the compiled core's."""
     sys.path.insert(0, str(REPO))
     os.environ.update(KEYS)
     from datetime import date
@@ -97,12 +110,12 @@ def streaming_core(folder: Path) -> float:
     from anonymizer.cli import shipped_config
     from anonymizer.stream import anonymize_stream
 
-    engine = Engine.from_file(shipped_config(), reference_date=date(2026, 1, 1))
+    engine = Engine.from_file(shipped_config(), reference_date=date(2026, 1, 1), kind=kind)
     start = time.perf_counter()
     for path in sorted(folder.glob("*.ndjson")):
         with path.open("rb") as handle:
             chunks = iter(lambda: handle.read(1 << 20), b"")
-            for _ in anonymize_stream(chunks, engine, input_complete=True):
+            for _ in anonymize_stream(chunks, engine, input_complete=True, threads=threads):
                 pass
     return time.perf_counter() - start
 
@@ -122,14 +135,14 @@ def _tree_rss_kb(root: int) -> int:
 
 
 def command_line(
-    folder: Path, output: Path, workers: int, command: list[str] | None = None
+    folder: Path, output: Path, workers: int, command: list[str] | None = None, threads: int = 1
 ) -> tuple[float, int]:
     """Wall time and peak summed RSS (KiB) of `fhir-anonymize -b` over the folder (or of another
     `fhir-anonymize` command given as its arguments)."""
     env = {**os.environ, **KEYS}
     arguments = command or [
         "-i", str(folder), "-o", str(output), "-b", "--workers", str(workers), "--quiet",
-        "--reference-date", "2026-01-01",
+        "--reference-date", "2026-01-01", "--threads", str(threads),
     ]  # fmt: skip
     command = [sys.executable, "-m", "anonymizer", *arguments]
     start = time.perf_counter()
@@ -154,17 +167,7 @@ def command_line(
     return elapsed, peak
 
 
-def profile(folder: Path, limit_mb: int = 15) -> None:
-    """Where one worker's time goes, grouped by module: a fresh engine streaming up to `limit_mb`
-    MB of lines, as the streaming core does (plans and generated code built on the way, reuse
-    caches on)."""
-    sys.path.insert(0, str(REPO))
-    os.environ.update(KEYS)
-    from anonymizer import Engine
-    from anonymizer.cli import shipped_config
-    from anonymizer.stream import anonymize_stream
-
-    engine = Engine.from_file(shipped_config())
+def _first_megabytes(folder: Path, limit_mb: int) -> list[bytes]:
     chunks: list[bytes] = []
     budget = limit_mb * 1_000_000
     for path in sorted(folder.glob("*.ndjson")):
@@ -175,6 +178,89 @@ def profile(folder: Path, limit_mb: int = 15) -> None:
             data = data[: data.find(b"\n", budget) + 1 or len(data)]
         chunks.append(data)
         budget -= len(data)
+    return chunks
+
+
+# Where the compiled core's time goes: perf's symbols, by the part of the core they belong to.
+CORE_PARTS = (
+    ("json::", "reading JSON (json.rs)"),
+    ("walk::", "walking the plan (walk.rs)"),
+    ("write::", "writing JSON (write.rs)"),
+    ("dates::", "dates (dates.rs)"),
+    ("methods::", "methods (methods/)"),
+    ("sha2::", "methods (methods/)"),
+    ("hmac", "methods (methods/)"),
+    ("numbers::", "numbers (numbers.rs)"),
+    ("block::", "lines (block.rs)"),
+    ("memchr", "lines (block.rs)"),
+    ("hashbrown", "slot and cache lookups (hash maps)"),
+    ("regex", "regular expressions"),
+    ("bumpalo", "allocation"),
+    ("malloc", "allocation"),
+    ("free", "allocation"),
+    ("mem", "memory copies and compares"),
+)
+
+
+def core_profile(folder: Path, limit_mb: int = 100) -> None:
+    """Where the compiled core's time goes (`perf record` of a process streaming up to
+    `limit_mb` MB through it), grouped by part of the core; Python's share is the stream's glue
+    and the lines handed back to the Python engine."""
+    if shutil.which("perf") is None:
+        print("\n(no perf on this machine: no profile of the compiled core)")
+        return
+    code = (
+        f"import sys; sys.argv = ['bench', {str(folder)!r}]\n"
+        "from bench.bench import streaming_core\n"
+        f"from pathlib import Path; streaming_core(Path({str(folder)!r}))\n"
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch) / "perf.data"
+        run = subprocess.run(
+            ["perf", "record", "-q", "-o", str(data), sys.executable, "-c", code],
+            cwd=REPO, env={**os.environ, **KEYS}, capture_output=True, text=True,
+        )  # fmt: skip
+        if run.returncode != 0:
+            print(f"\n(perf record failed: {run.stderr.strip()[-200:]})")
+            return
+        report = subprocess.run(
+            ["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,symbol", "--stdio"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+    groups: dict[str, float] = defaultdict(float)
+    for line in report.stdout.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or not parts[0].endswith("%"):
+            continue
+        share, dso, symbol = float(parts[0][:-1]), parts[1], " ".join(parts[3:])
+        if "_core" in dso or "fhir_anonymize_core" in dso or "libc" in dso:
+            group = next((name for key, name in CORE_PARTS if key in symbol), "the core, other")
+            if "libc" in dso and group == "the core, other":
+                group = "libc, other"
+        elif "python" in dso:
+            group = "Python (the stream's glue, lines handed back, start-up)"
+        elif "kernel" in dso:
+            group = "kernel (reading the files)"
+        else:
+            group = f"other ({dso})"
+        groups[group] += share
+    print("\nprofile of the compiled core streaming the input, 1 thread (perf, share of samples):")
+    for group, share in sorted(groups.items(), key=lambda item: -item[1])[:14]:
+        print(f"  {share:5.1f}%  {group}")
+
+
+def profile(folder: Path, limit_mb: int = 15) -> None:
+    """Where the Python engine's time goes, grouped by module: a fresh engine streaming up to
+    `limit_mb` MB of lines, as the streaming core does (plans and generated code built on the way,
+    reuse caches on)."""
+    sys.path.insert(0, str(REPO))
+    os.environ.update(KEYS)
+    from anonymizer import Engine
+    from anonymizer.cli import shipped_config
+    from anonymizer.stream import anonymize_stream
+
+    engine = Engine.from_file(shipped_config(), kind="python")
+    chunks = _first_megabytes(folder, limit_mb)
 
     def run() -> None:
         for data in chunks:
@@ -199,7 +285,7 @@ def profile(folder: Path, limit_mb: int = 15) -> None:
         groups[group] += tottime
     total = sum(groups.values())
     size = sum(len(data) for data in chunks) / 1e6
-    print(f"\nprofile of a fresh engine streaming {size:.1f} MB (share of {total:.2f} s, under cProfile):")
+    print(f"\nprofile of the Python engine streaming {size:.1f} MB (share of {total:.2f} s, under cProfile):")
     for group, seconds in sorted(groups.items(), key=lambda item: -item[1])[:14]:
         print(f"  {100 * seconds / total:5.1f}%  {group}")
 
@@ -214,6 +300,7 @@ def main() -> None:
     )
     parser.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-python", action="store_true", help="leave out the Python engine's pass")
     args = parser.parse_args()
     if not args.source.is_dir():
         raise SystemExit(f"{args.source} is not a folder of NDJSON files")
@@ -226,23 +313,42 @@ def main() -> None:
         base_time, size, count = orjson_pass(folder)
         mb = size / 1e6
         print(f"\ninput: {mb:.1f} MB, {count} resources in {len(list(folder.glob('*.ndjson')))} files")
-        print(f"{'pass':32} {'seconds':>8} {'MB/s':>8} {'res/s':>9} {'ratio':>7} {'peak RSS':>9}")
+        print(f"{'pass':36} {'seconds':>8} {'MB/s':>8} {'res/s':>9} {'ratio':>7} {'peak RSS':>9}")
         print(
-            f"{'orjson loads+dumps':32} {base_time:8.2f} {mb / base_time:8.1f} {count / base_time:9.0f} "
+            f"{'orjson loads+dumps':36} {base_time:8.2f} {mb / base_time:8.1f} {count / base_time:9.0f} "
             f"{1.0:7.3f} {'':>9}"
         )
-        core = streaming_core(folder)
-        print(
-            f"{'streaming core, in process':32} {core:8.2f} {mb / core:8.1f} {count / core:9.0f} "
-            f"{base_time / core:7.3f} {'':>9}"
-        )
+        row = "{:36} {:8.2f} {:8.1f} {:9.0f} {:7.3f} {:>9}"
+        runs = [("compiled core, 1 thread", "core", 1), ("compiled core, 2 threads", "core", 2)]
+        if not args.no_python:
+            runs.append(("Python engine", "python", 1))
+        measured = {}
+        for label, kind, threads in runs:
+            if kind == "core" and not core_available():
+                print(f"{label:36} (the compiled core is not built)")
+                continue
+            seconds = measured[label] = streaming_core(folder, kind, threads)
+            print(
+                row.format(
+                    label + ", in process", seconds, mb / seconds, count / seconds, base_time / seconds, ""
+                )
+            )
+        one, two = measured.get("compiled core, 1 thread"), measured.get("compiled core, 2 threads")
+        if one and two:
+            print(f"{'':36} 2 threads: {one / two:.2f}x one thread")
         for workers in [int(w) for w in args.workers.split(",")]:
             elapsed, peak = command_line(folder, Path(scratch) / f"out{workers}", workers)
-            print(
-                f"{f'fhir-anonymize -b, {workers} worker(s)':32} {elapsed:8.2f} {mb / elapsed:8.1f} "
-                f"{count / elapsed:9.0f} {base_time / elapsed:7.3f} {peak / 1024:7.0f}MB"
-            )
+            label = f"fhir-anonymize -b, {workers} worker(s)"
+            peak_text = f"{peak / 1024:7.0f}MB"
+            print(row.format(label, elapsed, mb / elapsed, count / elapsed, base_time / elapsed, peak_text))
+        if core_available():
+            elapsed, peak = command_line(folder, Path(scratch) / "threads", 1, threads=2)
+            label = "fhir-anonymize -b, 1 w, 2 thr"
+            peak_text = f"{peak / 1024:7.0f}MB"
+            print(row.format(label, elapsed, mb / elapsed, count / elapsed, base_time / elapsed, peak_text))
         if not args.no_profile:
+            if core_available():
+                core_profile(folder)
             profile(folder)
 
 

@@ -34,11 +34,21 @@ pub struct Block {
     pub consumed: usize,
 }
 
-enum Line {
-    Written(String, Vec<&'static str>),
+enum Line<'l> {
+    Written(&'l str, [u32; 7]), // the resource type, and the label codes counted (walk::LABEL_CODES)
     Fault(&'static str),
     Dropped(String),
     Fallback { missing: bool },
+}
+
+/// One more of a resource type (no allocation once the type is there).
+fn count(types: &mut FxHashMap<String, usize>, resource_type: &str) {
+    match types.get_mut(resource_type) {
+        Some(n) => *n += 1,
+        None => {
+            types.insert(resource_type.to_string(), 1);
+        }
+    }
 }
 
 fn is_blank(line: &[u8]) -> bool {
@@ -85,17 +95,19 @@ pub fn process(plan: &Plan, session: &mut Session, context: &Context, data: &[u8
             .unwrap_or(Line::Fallback { missing: false });
             match outcome {
                 Line::Written(resource_type, codes) => {
-                    *block.input_types.entry(resource_type.clone()).or_default() += 1;
-                    *block.output_types.entry(resource_type).or_default() += 1;
+                    count(&mut block.input_types, resource_type);
+                    count(&mut block.output_types, resource_type);
                     block.output_resources += 1;
-                    for code in codes {
-                        *block.labels.entry(code).or_default() += 1;
+                    for (code, n) in walk::LABEL_CODES.iter().zip(codes) {
+                        if n > 0 {
+                            *block.labels.entry(code).or_default() += n as usize;
+                        }
                     }
                     continue;
                 }
                 Line::Fault(kind) => Event::Fault(kind),
                 Line::Dropped(resource_type) => {
-                    *block.input_types.entry(resource_type.clone()).or_default() += 1;
+                    count(&mut block.input_types, &resource_type);
                     Event::Dropped(resource_type)
                 }
                 Line::Fallback { missing } => {
@@ -120,14 +132,14 @@ pub fn process(plan: &Plan, session: &mut Session, context: &Context, data: &[u8
     block
 }
 
-fn resource_line(
+fn resource_line<'l>(
     plan: &Plan,
     session: &mut Session,
     context: &Context,
-    line: &[u8],
+    line: &'l [u8],
     out: &mut Vec<u8>,
-    arena: &Bump,
-) -> Line {
+    arena: &'l Bump,
+) -> Line<'l> {
     let parsed = match json::parse(line, arena) {
         Ok(parsed) => parsed,
         Err(ReadError::Syntax) => {
@@ -149,20 +161,20 @@ fn resource_line(
     if !matches!(value, json::Json::Obj(_)) {
         return Line::Fault("not_object");
     }
-    let resource_type = match value.get("resourceType") {
+    let resource_type: &'l str = match value.get("resourceType") {
         None | Some(json::Json::Null) => return Line::Fault("no_resource_type"),
-        Some(json::Json::Str(s)) if plan.is_resource_type(s) => s.to_string(),
+        Some(json::Json::Str(s)) if plan.is_resource_type(s) => s,
         Some(_) => return Line::Fault("unknown_resource_type"),
     };
     if let Some(listed) = &plan.params.listed {
-        if !listed.contains(&resource_type) {
-            return Line::Dropped(resource_type);
+        if !listed.contains(resource_type) {
+            return Line::Dropped(resource_type.to_string());
         }
     }
-    if plan.params.filtered.contains(&resource_type) {
+    if plan.params.filtered.contains(resource_type) {
         return Line::Fallback { missing: false };
     }
-    let Some(root) = plan.roots.get(&resource_type) else { return Line::Fallback { missing: true } };
+    let Some(root) = plan.roots.get(resource_type) else { return Line::Fallback { missing: true } };
     if root.dynamic {
         return Line::Fallback { missing: false };
     }
@@ -172,7 +184,7 @@ fn resource_line(
     let Some(json::Json::Str(type_text)) = value.get("resourceType") else { return Line::Fallback { missing: false } };
     match Walk::resource_line(plan, session, context, out, arena, &value, type_text, root) {
         Ok(meta) => {
-            let codes = meta.map_or_else(Vec::new, |(start, end)| walk::label_codes(&out[start..end], arena));
+            let codes = meta.map_or([0; 7], |(start, end)| walk::label_codes(&out[start..end], arena));
             out.push(b'\n');
             Line::Written(resource_type, codes)
         }

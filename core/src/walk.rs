@@ -87,7 +87,7 @@ pub struct Context {
 /// patient's resources) and random bytes for IVs. Bounded: cleared when full.
 #[derive(Default)]
 pub struct Session {
-    hashes: FxHashMap<String, String>,
+    hashes: FxHashMap<Box<str>, [u8; 64]>,
     references: FxHashMap<String, String>,
     ivs: encrypt::Ivs,
     scratch: Bump, // for re-reading a written meta
@@ -559,12 +559,23 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
     }
 
     fn hash(&mut self, text: &str) -> &'a str {
-        if let Some(found) = self.session.hashes.get(text) {
-            return self.arena.alloc_str(found);
+        if text.is_empty() {
+            return "";
         }
-        let found = cryptohash::hex(&self.plan.params.hash_mac, text);
-        remember(&mut self.session.hashes, text, &found);
-        self.arena.alloc_str(&found)
+        let hex = match self.session.hashes.get(text) {
+            Some(found) => *found,
+            None => {
+                let found = cryptohash::hex(&self.plan.params.hash_mac, text);
+                let hashes = &mut self.session.hashes;
+                if hashes.len() >= CACHE_LIMIT {
+                    hashes.clear();
+                }
+                hashes.insert(text.into(), found);
+                found
+            }
+        };
+        // SAFETY: hex digits are ASCII
+        self.arena.alloc_str(unsafe { std::str::from_utf8_unchecked(&hex) })
     }
 
     fn hash_reference(&mut self, reference: &str) -> &'a str {
@@ -719,7 +730,7 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
                 self.session.scratch.reset();
                 let rebuilt = rebuild_meta(&self.out[start..end], ops, &self.session.scratch)?;
                 let length = rebuilt.len();
-                self.out.splice(start..end, rebuilt);
+                self.out.splice(start..end, rebuilt.iter().copied());
                 self.meta_at = Some((start, start + length));
             }
         }
@@ -1009,13 +1020,13 @@ const META_ORDER: [&str; 16] = [
     "_source", "profile", "_profile", "security", "_security", "tag", "_tag",
 ];
 
-fn rebuild_meta(written: &[u8], ops: u8, arena: &Bump) -> Walked<Vec<u8>> {
+fn rebuild_meta<'b>(written: &[u8], ops: u8, arena: &'b Bump) -> Walked<BumpVec<'b, u8>> {
     let _ = V3;
     let parsed = json::parse(written, arena).map_err(|_| FALLBACK)?;
     let Json::Obj(pairs) = &parsed.value else { return Err(FALLBACK) };
     let get = |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
     // the security list: what the walk wrote, then the labels whose code is not there yet
-    let mut security = Vec::with_capacity(256);
+    let mut security = BumpVec::with_capacity_in(256, arena);
     security.push(b'[');
     let mut present: Vec<String> = Vec::new();
     let mut count = 0;
@@ -1046,7 +1057,7 @@ fn rebuild_meta(written: &[u8], ops: u8, arena: &Bump) -> Walked<Vec<u8>> {
         }
     }
     security.push(b']');
-    let mut out = Vec::with_capacity(written.len() + security.len());
+    let mut out = BumpVec::with_capacity_in(written.len() + security.len(), arena);
     out.push(b'{');
     let mut first = true;
     for key in META_ORDER {
@@ -1099,22 +1110,25 @@ fn format_last_updated(value: &str) -> Option<String> {
 }
 
 /// The codes of a written `meta`'s security labels that the summary counts.
-pub fn label_codes(meta: &[u8], arena: &Bump) -> Vec<&'static str> {
+/// How many of each label code (LABEL_CODES) a written `meta`'s security list holds.
+pub fn label_codes(meta: &[u8], arena: &Bump) -> [u32; 7] {
+    let mut counts = [0; 7];
     if memchr::memmem::find(meta, b"\"security\"").is_none() {
-        return Vec::new();
+        return counts;
     }
-    let Ok(parsed) = json::parse(meta, arena) else { return Vec::new() };
-    let Some(Json::Arr(codings)) = parsed.value.get("security") else { return Vec::new() };
-    codings
-        .iter()
-        .filter_map(|coding| match coding.get("code") {
-            Some(Json::Str(code)) => LABEL_CODES.iter().find(|c| **c == *code).copied(),
-            _ => None,
-        })
-        .collect()
+    let Ok(parsed) = json::parse(meta, arena) else { return counts };
+    let Some(Json::Arr(codings)) = parsed.value.get("security") else { return counts };
+    for coding in codings.iter() {
+        if let Some(Json::Str(code)) = coding.get("code") {
+            if let Some(at) = LABEL_CODES.iter().position(|c| c == code) {
+                counts[at] += 1;
+            }
+        }
+    }
+    counts
 }
 
-pub fn write_json(out: &mut Vec<u8>, value: &Json) {
+pub fn write_json<O: write::Out>(out: &mut O, value: &Json) {
     match value {
         Json::Null => out.extend_from_slice(b"null"),
         Json::Bool(true) => out.extend_from_slice(b"true"),

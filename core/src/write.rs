@@ -4,7 +4,35 @@
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-pub fn string(out: &mut Vec<u8>, text: &str) {
+/// Where JSON is written: the block's output, or a buffer in an arena.
+pub trait Out {
+    fn push(&mut self, byte: u8);
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte)
+    }
+    #[inline]
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes)
+    }
+}
+
+impl Out for bumpalo::collections::Vec<'_, u8> {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        bumpalo::collections::Vec::push(self, byte)
+    }
+    #[inline]
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        bumpalo::collections::Vec::extend_from_slice(self, bytes)
+    }
+}
+
+pub fn string<O: Out>(out: &mut O, text: &str) {
     out.push(b'"');
     let bytes = text.as_bytes();
     // Most strings need no escape: found eight bytes at a time, copied whole.
@@ -64,7 +92,7 @@ pub fn string(out: &mut Vec<u8>, text: &str) {
 
 /// `"key":` after a comma when the object already holds a member.
 #[inline]
-pub fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
+pub fn key<O: Out>(out: &mut O, first: &mut bool, name: &str) {
     if !*first {
         out.push(b',');
     }

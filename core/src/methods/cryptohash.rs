@@ -13,18 +13,16 @@ pub fn prepared(key: &[u8]) -> HmacSha256 {
     HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length")
 }
 
-pub fn hex(mac: &HmacSha256, text: &str) -> String {
-    if text.is_empty() {
-        return String::new();
-    }
+/// The HMAC of `text` in lower-case hex (64 characters; callers give "" for "").
+pub fn hex(mac: &HmacSha256, text: &str) -> [u8; 64] {
     let mut m = mac.clone();
     m.update(text.as_bytes());
     let digest = m.finalize().into_bytes();
-    let mut out = String::with_capacity(64);
+    let mut out = [0u8; 64];
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for byte in digest {
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 15) as usize] as char);
+    for (i, byte) in digest.iter().enumerate() {
+        out[2 * i] = HEX[(byte >> 4) as usize];
+        out[2 * i + 1] = HEX[(byte & 15) as usize];
     }
     out
 }
