@@ -140,12 +140,14 @@ class LineSplitter:
             yield rest
         # otherwise an unterminated last line is held back for the next run
 
-    def blocks(self) -> Iterator[tuple[str, bytes | int | None]]:
+    def blocks(self) -> Iterator[tuple[str, tuple[bytes, int, int] | int | None]]:
         """The input as __iter__ reads it, in blocks for the compiled core (stream.py): ("lines",
-        bytes of whole lines, each with its newline; lines over the limit among them are the
-        reader's to fault), ("line", the last line without a newline, as __iter__ gives it),
-        ("long", an over-long line's length: one that did not fit in a chunk), ("garbled",
-        None). `consumed` counts what each item took once it is given."""
+        (data, start, end): data[start:end] are whole lines, each with its newline; lines over
+        the limit among them are the reader's to fault), ("line", (data, start, end): the last
+        line without a newline, as __iter__ gives it), ("long", an over-long line's length: one
+        that did not fit in a chunk), ("garbled", None). `consumed` counts what each item took
+        once it is given. A chunk's whole lines are given as offsets into it, not copied: only
+        the line that straddles two chunks is."""
         rest = b""
         bom = self.start_offset == 0
         skipped = -1
@@ -166,6 +168,14 @@ class LineSplitter:
                 chunk, continuing = chunk[end + 1 :], None
                 if not chunk:
                     continue
+            start = 0
+            if rest and not bom and skipped < 0:
+                end = chunk.find(b"\n")
+                if end >= 0:  # the straddling line on its own, so the chunk is not copied
+                    line = rest + chunk[: end + 1]
+                    self.consumed += len(line)
+                    yield "lines", (line, 0, len(line))
+                    rest, start = b"", end + 1
             data = rest + chunk if rest else chunk
             rest = b""
             if bom:
@@ -186,14 +196,13 @@ class LineSplitter:
                 skipped = -1
                 yield "long", length
                 data = data[end + 1 :]
-            last = data.rfind(b"\n")
+            last = data.rfind(b"\n", start)
             if last >= 0:
-                whole = data if last == len(data) - 1 else data[: last + 1]
                 rest = data[last + 1 :]
-                self.consumed += len(whole)
-                yield "lines", whole
+                self.consumed += last + 1 - start
+                yield "lines", (data, start, last + 1)
             else:
-                rest = data
+                rest = data[start:] if start else data
             if len(rest) >= limit:
                 skipped = len(rest)
                 rest = b""
@@ -207,7 +216,7 @@ class LineSplitter:
         elif rest and (self.input_complete or self._complete(rest)):
             self.last_open = not self.input_complete
             self.consumed += len(rest)
-            yield "line", rest
+            yield "line", (rest, 0, len(rest))
 
 
 # -- documents, for readers that compare rather than anonymize (verify) -------------------------------

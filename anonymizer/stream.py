@@ -156,16 +156,16 @@ class StreamRun:
         lines = self._lines
         for kind, item in lines.blocks():
             if kind == "lines" or kind == "line":
-                assert type(item) is bytes
+                assert type(item) is tuple
+                data, start, stop = item
                 last_open = kind == "line" and lines.last_open  # the last line, without its newline
-                block_start = lines.consumed - len(item)
-                start = 0
-                while start < len(item):
+                offset = lines.consumed - stop  # the input's bytes before data[0]
+                while start < stop:
                     step = self._step
-                    end = len(item) if len(item) - start <= step else item.find(b"\n", start + step) + 1
+                    end = stop if stop - start <= step else data.find(b"\n", start + step, stop) + 1
                     if end <= 0:
-                        end = len(item)
-                    yield Piece("lines", item, start, end, block_start + end, last_open)
+                        end = stop
+                    yield Piece("lines", data, start, end, offset + end, last_open)
                     start = end
             else:
                 yield Piece(kind, item, 0, 0, lines.consumed, False)
