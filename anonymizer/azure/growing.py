@@ -31,6 +31,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobClient
 
+from anonymizer.azure.overlap import Staging, read_ahead
 from anonymizer.azure.settings import Settings
 from anonymizer.engine import Context, Engine
 from anonymizer.stream import FAULTED, PROCESSED, StreamRun
@@ -87,6 +88,7 @@ class BlobSink:
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.sequence = 0
+        self.staging = Staging()  # blocks upload while the next ones are made
 
     def write(self, data: bytes) -> None:
         self.buffer.append(data)
@@ -100,12 +102,13 @@ class BlobSink:
         # Block ids of one fixed length (the service requires it within a blob): run id + sequence.
         block_id = base64.b64encode(f"{self.run_id}-{self.sequence:08d}".encode()).decode()
         self.sequence += 1
-        self.blob.stage_block(block_id, b"".join(self.buffer))
+        self.staging.submit(self.blob.stage_block, block_id, b"".join(self.buffer))
         self.staged.append(block_id)
         self.buffer, self.buffered = [], 0
 
     def commit(self, metadata: dict[str, str]) -> str:
         self.flush()
+        self.staging.wait()  # every block staged (or its error raised) before the list names it
         blocks = [BlobBlock(block_id=b) for b in self.committed + self.staged]
         condition: dict[str, Any] = (
             {"etag": self.etag, "match_condition": MatchConditions.IfNotModified}
@@ -320,13 +323,17 @@ def _stream(
         file_name=name.rsplit("/", 1)[-1], folder_name=name.rsplit("/", 1)[0] if "/" in name else ""
     )
 
-    def chunks() -> Iterator[bytes]:
-        if offset >= size:
-            return
+    def download() -> Iterator[bytes]:
         downloader = source.download_blob(
             offset=offset, etag=source_etag, match_condition=MatchConditions.IfNotModified
         )
-        for chunk in downloader.chunks():
+        yield from downloader.chunks()
+
+    def chunks() -> Iterator[bytes]:
+        if offset >= size:
+            return
+        # The download runs ahead of the engine; the window sees what the engine reads.
+        for chunk in read_ahead(download):
             window.feed(chunk)
             yield chunk
 
