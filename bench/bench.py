@@ -11,9 +11,10 @@ resource `id` and every `Type/id` reference get the same suffix per copy, so ref
 consistent. Printed: MB/s, resources/s, ratios to the orjson pass for the streaming core in this
 process (no interpreter start-up, like the orjson pass) on the compiled core with 1 and 2 threads
 and on the Python engine, and for the command line (start-up, imports, its own process and the
-output files included), the peak summed RSS of the command line's process tree, and a profile of
-where the time goes (the compiled core's by `perf` when the machine has it, the Python engine's by
-cProfile).
+output files included), the peak summed RSS of the command line's process tree, the machine's own
+scaling (two orjson passes at once in two processes against one: the ceiling of any speed-up from
+threads or workers on it), and a profile of where the time goes (the compiled core's by `perf`
+when the machine has it, the Python engine's by cProfile).
 """
 
 from __future__ import annotations
@@ -94,6 +95,21 @@ def orjson_pass(folder: Path) -> tuple[float, int, int]:
                     count += 1
                 size += len(line)
     return time.perf_counter() - start, size, count
+
+
+def machine_scaling(folder: Path) -> float:
+    """How well this machine runs two CPU-bound passes at once: the orjson pass alone, then two
+    of it at once in two processes; 2.0 on two free cores. Virtual machines shared with other
+    tenants give less, and no engine scales past it: compare its thread and worker speed-ups
+    with this figure of the same run."""
+    import multiprocessing
+
+    alone = orjson_pass(folder)[0]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        start = time.perf_counter()
+        pool.map(orjson_pass, [folder, folder])
+        both = time.perf_counter() - start
+    return 2 * alone / both
 
 
 def streaming_core(folder: Path, kind: str = "core", threads: int = 1) -> float:
@@ -336,6 +352,10 @@ def main() -> None:
         one, two = measured.get("compiled core, 1 thread"), measured.get("compiled core, 2 threads")
         if one and two:
             print(f"{'':36} 2 threads: {one / two:.2f}x one thread")
+            print(
+                f"{'':36} the machine: two orjson passes at once ran {machine_scaling(folder):.2f}x"
+                " as fast as one after the other"
+            )
         for workers in [int(w) for w in args.workers.split(",")]:
             elapsed, peak = command_line(folder, Path(scratch) / f"out{workers}", workers)
             label = f"fhir-anonymize -b, {workers} worker(s)"
