@@ -408,7 +408,10 @@ def _execute(engine: Engine, tasks: list[Task], options: BulkOptions) -> dict[in
     )
     try:
         with progress:
-            futures = {pool.submit(_run_in_worker, task, options): n for n, task in enumerate(tasks)}
+            # Largest first: the small tasks then fill the end, and no worker is left waiting for
+            # the one that drew a large file last.
+            order = sorted(range(len(tasks)), key=lambda n: -_task_bytes(tasks[n]))
+            futures = {pool.submit(_run_in_worker, tasks[n], options): n for n in order}
             for future in as_completed(futures):
                 number = futures[future]
                 try:
