@@ -332,42 +332,73 @@ def cmd_validate(argv: list[str]) -> int:
     return EXIT_USAGE if errors else EXIT_OK
 
 
-def _verify_reader(location: str) -> Any:
-    """A folder's reader, or a container's through the configured storage (`container:NAME`)."""
+def _verify_location(location: str) -> Any:
+    """A folder, or a container through the configured storage (`container:NAME[/PREFIX]`)."""
     from anonymizer import verify
 
     if location.startswith("container:"):
-        from anonymizer.azure.verify_source import read_container  # the Azure SDK only here
+        from anonymizer.azure.verify_source import container_location  # the Azure SDK only here
 
-        return read_container(location.removeprefix("container:"))
+        return container_location(location.removeprefix("container:"))
     folder = Path(location)
     if not folder.is_dir():
         raise UsageError(f"{location} is neither a folder nor container:NAME[/PREFIX]")
-    return verify.read_folder(folder)
+    return verify.folder_location(folder)
+
+
+def _k(text: str) -> int:
+    try:
+        return int(text) if text.strip() == "0" else parse_positive(text, "the value")
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("the value ", "")) from None
 
 
 def cmd_verify(argv: list[str]) -> int:
-    from anonymizer import verify
+    from anonymizer import report_html, verify
+    from anonymizer.bulk import Progress
 
     p = _Parser(
         prog=f"{PROG} verify",
         description="Compare a source export with its anonymized output: counts per type and element, "
-        "a residual-PHI scan, and re-identification risk. SOURCE and DEST are folders or "
-        "container:NAME[/PREFIX] (through AzureWebJobsStorage).",
+        "a residual-PHI scan, and re-identification risk. SOURCE (the export) and DEST (its "
+        "anonymized output) are folders or container:NAME[/PREFIX] (through AzureWebJobsStorage).",
     )
     p.add_argument("source")
     p.add_argument("destination")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
-    p.add_argument("--min-k", type=_positive, help="fail when the smallest quasi-identifier group is smaller")
+    p.add_argument(
+        "--min-k",
+        type=_k,
+        default=verify.DEFAULT_K,
+        help="fail when a quasi-identifier class holds fewer patients (default %(default)s; 0: report only)",
+    )
+    p.add_argument(
+        "--summary", metavar="FILE", help="the run's summary (--summary of the run), for its identity"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if args.html and not Path(args.html).parent.is_dir():
         raise UsageError(f"--html {args.html}: the folder {Path(args.html).parent} does not exist")
-    source, destination = _verify_reader(args.source), _verify_reader(args.destination)
-    report = verify.verify(source, destination, min_k=args.min_k)
+    identity = None
+    if args.summary:
+        try:
+            identity = verify.identity_from_summary(
+                json.loads(Path(args.summary).read_text(encoding="utf-8"))
+            )
+        except (OSError, ValueError, AttributeError) as exc:
+            raise UsageError(f"--summary {args.summary}: not a run summary ({type(exc).__name__})") from None
+    source, destination = _verify_location(args.source), _verify_location(args.destination)
+    if identity:
+        destination.identity = identity
+    progress = Progress(source.size + destination.size, enabled=sys.stderr.isatty() and not args.json)
+    with progress:
+        report = verify.verify(source, destination, min_k=args.min_k, progress=progress.add)
+    problem = verify.mismatch(report)
+    if problem is not None:
+        raise UsageError(f"verify {args.source} {args.destination}: {problem}")
     if args.html:
-        Path(args.html).write_text(verify.render_html(report), encoding="utf-8")
+        Path(args.html).write_text(report_html.render_html(report), encoding="utf-8")
     print(json.dumps(report.to_dict(), indent=2) if args.json else verify.render_text(report))
     return EXIT_OK if report.passed() else EXIT_FAILED
 

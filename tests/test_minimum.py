@@ -170,4 +170,4 @@ def test_flu_profile_over_synthea(tmp_path, monkeypatch):
     total_dropped = sum(n for reasons in dropped.values() for n in reasons.values())
     assert summary["output"]["resources"] + total_dropped == summary["input"]["lines"]
     # ...and the Safe Harbor part of the profile passes verify
-    assert main(["verify", str(source), str(out), "--json"]) == 0
+    assert main(["verify", str(source), str(out), "--json", "--min-k", "0"]) == 0  # leaks only: 40 patients

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("azure.storage.blob")
 
-from anonymizer.azure.overlap import Staging, read_ahead  # noqa: E402
+from anonymizer.azure.overlap import Staging, read_ahead
 
 
 def test_read_ahead_keeps_order_and_raises_after_the_items_before_the_error() -> None:

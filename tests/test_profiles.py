@@ -73,7 +73,7 @@ def _strings(value, path=""):
 
 def _verify(source: Path, out: Path, capsys) -> dict:
     capsys.readouterr()
-    assert main(["verify", str(source), str(out), "--json"]) == 0
+    assert main(["verify", str(source), str(out), "--json", "--min-k", "0"]) == 0  # leaks only: 40 patients
     return json.loads(capsys.readouterr().out)
 
 
