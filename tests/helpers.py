@@ -43,3 +43,35 @@ REDACTED_PATIENT = {
         ]
     },
 }
+
+
+def run_on_terminal(arguments: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """`python -m anonymizer ARGUMENTS` with stderr on a pseudo-terminal (where progress shows):
+    its exit status and what it wrote there."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anonymizer", *arguments],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    status = process.wait()
+    os.close(master)
+    return status, output.decode()

@@ -118,36 +118,16 @@ def test_random_keys_are_made_once_and_shared_with_workers(tmp_path):
 def test_progress_on_a_terminal_counts_bytes_over_files_and_workers(tmp_path):
     """Under a pseudo-terminal the run shows bytes done of the total, rate and time left; the last
     line reaches every byte although two worker processes read them (they report to the parent)."""
-    import os
-    import pty
     import re
-    import subprocess
-    import sys
-    from pathlib import Path
+
+    from tests.helpers import run_on_terminal
 
     source = _export(tmp_path / "in", patients=3000)
     total = sum(p.stat().st_size for p in source.glob("*.ndjson"))
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "anonymizer", "-i", str(source), "-o", str(tmp_path / "o"), "-b"],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={"PATH": "/usr/bin:/bin", "ANONYMIZER_CRYPTO_HASH_KEY": KEYS["cryptoHashKey"]},
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
+    _, text = run_on_terminal(
+        ["-i", str(source), "-o", str(tmp_path / "o"), "-b"],
+        {"PATH": "/usr/bin:/bin", "ANONYMIZER_CRYPTO_HASH_KEY": KEYS["cryptoHashKey"]},
     )
-    os.close(slave)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        output += chunk
-    process.wait()
-    os.close(master)
-    text = output.decode()
     megabytes = f"{total / 1e6:.1f}"
     assert re.search(
         rf"\r{re.escape(megabytes)} / {re.escape(megabytes)} MB \(100%\), [\d.]+ MB/s, 0:00:00 left", text

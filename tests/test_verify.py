@@ -268,34 +268,13 @@ def test_containers_with_the_run_identity_from_the_destination_metadata(azure_en
 
 def test_progress_on_a_terminal(tmp_path):
     """Under a pseudo-terminal verify shows the bytes read of both sides, to the last."""
-    import os
-    import pty
-    import subprocess
-    import sys
+    from tests.helpers import run_on_terminal
 
     source, dest = tmp_path / "s", tmp_path / "d"
     _write(source, "Patient.ndjson", _patients(3000))
     _write(dest, "Patient.ndjson", _patients(3000, "x", "054"))
     total = sum(p.stat().st_size for p in [source / "Patient.ndjson", dest / "Patient.ndjson"])
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "anonymizer", "verify", str(source), str(dest)],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={"PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
-    )
-    os.close(slave)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        output += chunk
-    assert process.wait() == 0
-    os.close(master)
+    status, output = run_on_terminal(["verify", str(source), str(dest)], {"PATH": "/usr/bin:/bin"})
+    assert status == 0
     megabytes = f"{total / 1e6:.1f}"
-    assert re.search(rf"\r{re.escape(megabytes)} / {re.escape(megabytes)} MB \(100%\)", output.decode())
+    assert re.search(rf"\r{re.escape(megabytes)} / {re.escape(megabytes)} MB \(100%\)", output)
