@@ -345,9 +345,17 @@ def _run_in_worker(task: Task, options: BulkOptions) -> TaskResult:
 
 
 # -- a folder -------------------------------------------------------------------------------------
-def run_folder(engine: Engine, source: Path, target: Path, options: BulkOptions) -> BulkResult:
+# Runs the tasks, by number: worker processes here (`_execute`), or Spark's executors (spark.py).
+Executor = Callable[[Engine, list[Task], BulkOptions], dict[int, TaskResult]]
+
+
+def run_folder(
+    engine: Engine, source: Path, target: Path, options: BulkOptions, execute: Executor | None = None
+) -> BulkResult:
     """Every input file of `source` (a folder, or one file) into `target`: files in parallel,
-    large NDJSON files split by byte ranges; the output does not depend on the number of workers."""
+    large NDJSON files split by byte ranges; the output does not depend on the number of workers.
+    Tasks write temporary files beside their final names; files are published by rename once all
+    their parts are done."""
     result = BulkResult()
     remove_stale_temporaries(target)
     single = source.is_file()
@@ -370,7 +378,7 @@ def run_folder(engine: Engine, source: Path, target: Path, options: BulkOptions)
         jobs.append((path, destination, tasks))
     all_tasks = [task for _, _, tasks in jobs for task in tasks]
     try:
-        outcomes = _execute(engine, all_tasks, options)
+        outcomes = (execute or _execute)(engine, all_tasks, options)
         _assemble(jobs, outcomes, root, result)
     finally:
         for task in all_tasks:

@@ -32,7 +32,7 @@ from anonymizer.settings import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DROPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-SUBCOMMANDS = ("demo", "validate", "watch", "verify", "share")
+SUBCOMMANDS = ("demo", "validate", "watch", "verify", "share", "spark")
 PROG = "fhir-anonymize"
 log = logging.getLogger("anonymizer")
 
@@ -403,6 +403,16 @@ def cmd_verify(argv: list[str]) -> int:
     return EXIT_OK if report.passed() else EXIT_FAILED
 
 
+def cmd_spark(argv: list[str]) -> int:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise UsageError('spark needs PySpark: pip install "fhir-anonymize[spark]"') from None
+    from anonymizer import spark
+
+    return spark.main(argv)
+
+
 def cmd_share(argv: list[str]) -> int:
     p = _Parser(
         prog=f"{PROG} share",
@@ -457,6 +467,7 @@ HANDLERS: dict[str, Any] = {
     "watch": cmd_watch,
     "verify": cmd_verify,
     "share": cmd_share,
+    "spark": cmd_spark,
 }
 
 

@@ -38,7 +38,10 @@ def _args(source: Path, tmp: Path, *more: str) -> list[str]:
 
 MISTAKES = [
     (["valdate", "-c", "x.json"], ["unknown command 'valdate'", "did you mean 'validate'?"]),
-    (["anonymise", "-i", "a"], ["unknown command 'anonymise'", "demo, validate, watch, verify, share"]),
+    (
+        ["anonymise", "-i", "a"],
+        ["unknown command 'anonymise'", "demo, validate, watch, verify, share, spark"],
+    ),
     (["-o", "out"], ["the following arguments are required: -i/--inputFolder"]),
     (["-i", "{source}", "-o", "{tmp}/out", "--workers", "0"], ["--workers", "must be at least 1"]),
     (["-i", "{source}", "-o", "{tmp}/out", "--max-line-bytes", "abc"], ["--max-line-bytes", "abc"]),
