@@ -388,7 +388,7 @@ def run_folder(
 
 
 def _execute(engine: Engine, tasks: list[Task], options: BulkOptions) -> dict[int, TaskResult]:
-    total = sum(_task_bytes(task) for task in tasks)
+    total = sum(task_bytes(task) for task in tasks)
     outcomes: dict[int, TaskResult] = {}
     workers = min(options.workers, len(tasks))
     if workers <= 1:
@@ -418,7 +418,7 @@ def _execute(engine: Engine, tasks: list[Task], options: BulkOptions) -> dict[in
         with progress:
             # Largest first: the small tasks then fill the end, and no worker is left waiting for
             # the one that drew a large file last.
-            order = sorted(range(len(tasks)), key=lambda n: -_task_bytes(tasks[n]))
+            order = sorted(range(len(tasks)), key=lambda n: -task_bytes(tasks[n]))
             futures = {pool.submit(_run_in_worker, tasks[n], options): n for n in order}
             for future in as_completed(futures):
                 number = futures[future]
@@ -447,7 +447,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _task_bytes(task: Task) -> int:
+def task_bytes(task: Task) -> int:
     size = task.source.stat().st_size
     return (task.end if task.end is not None else size) - task.start
 
