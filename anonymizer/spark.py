@@ -78,7 +78,8 @@ def anonymize(
     options = BulkOptions(
         bulk=True,
         recursive=True,
-        workers=max(spark.sparkContext.defaultParallelism, 1),
+        # Files over split_bytes are cut into this many ranges: enough for the packing to balance.
+        workers=4 * max(spark.sparkContext.defaultParallelism, 1),
         on_invalid_line=on_invalid_line,
         split_bytes=split_bytes,
         max_line_bytes=max_line_bytes,
