@@ -178,3 +178,41 @@ def test_anonymize_column_gives_the_command_lines_lines(spark, tmp_path):
     ).read_text().splitlines()
     assert rows[-1]["value"] is None and rows[-1]["value_fault"] == "unknown_resource_type"
     assert all(row["value_fault"] is None for row in rows[:-1])
+
+
+def test_spark_submit_runs_the_module_as_the_command_line_would(tmp_path):
+    """`spark-submit .../anonymizer/spark.py -i IN -o OUT` (keys from the environment, as for the
+    command line): the command line's output, and the summary beside it."""
+    import anonymizer.spark
+
+    submit = shutil.which("spark-submit")
+    if submit is None:
+        pytest.skip("spark-submit is not on the PATH")
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("Patient.ndjson", "Observation.ndjson"):
+        shutil.copy(need(SYNTHEA) / name, source / name)
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "ANONYMIZER_CRYPTO_HASH_KEY": KEYS["cryptoHashKey"],
+        "ANONYMIZER_DATE_SHIFT_KEY": KEYS["dateShiftKey"],
+    }
+    done = subprocess.run(
+        [
+            *(submit, "--master", "local[2]", anonymizer.spark.__file__),
+            *("-i", str(source), "-o", str(tmp_path / "spark"), "--reference-date", "2026-01-01"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 file(s), " in done.stdout
+    raw = json.loads(shipped_config().read_text())
+    _command_line(source, tmp_path / "cli", raw)
+    assert _same_files(tmp_path / "cli", tmp_path / "spark") == 2
+    summary = json.loads((tmp_path / "spark.summary.json").read_text())
+    assert summary["status"] == "succeeded" and KEYS["cryptoHashKey"] not in json.dumps(summary)
