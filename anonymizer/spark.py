@@ -211,11 +211,14 @@ def anonymize_column(
 
 def anonymize_line(engine: Engine, text: str | None, context: Context) -> tuple[str | None, str | None]:
     """One NDJSON line through the engine, as a stream of one line: (output line or None, fault
-    kind or None)."""
+    kind or None; "dropped" for a resource minimumNecessary leaves out)."""
     if text is None:
         return None, None
+    # A value may hold a resource written over several lines: line ends are whitespace to JSON
+    # (inside a string they would be invalid anyway), so the value stays one line.
+    line = text.replace("\r", " ").replace("\n", " ")
     run = anonymize_stream(
-        [text.encode("utf-8", "surrogatepass")], engine, context=context, input_complete=True
+        [line.encode("utf-8", "surrogatepass")], engine, context=context, input_complete=True
     )
     output = b"".join(run)
     faults = run.summary.faults

@@ -160,7 +160,9 @@ def test_anonymize_column_gives_the_command_lines_lines(spark, tmp_path):
     _command_line(source, tmp_path / "cli", raw)
     lines = (source / "Patient.ndjson").read_text().splitlines()
     df = spark.createDataFrame(
-        [(n, line) for n, line in enumerate(lines)] + [(len(lines), '{"resourceType":"Nope"}')],
+        [(n, line) for n, line in enumerate(lines)]
+        + [(len(lines), json.dumps(json.loads(lines[0]), indent=2))]  # a resource over many lines
+        + [(len(lines) + 1, '{"resourceType":"Nope"}')],
         "n int, value string",
     )
     result = anonymize_column(
@@ -173,9 +175,8 @@ def test_anonymize_column_gives_the_command_lines_lines(spark, tmp_path):
         folder_name=source.name,
     )
     rows = sorted(result.collect(), key=lambda row: row["n"])
-    assert [row["value"] for row in rows[:-1]] == (
-        tmp_path / "cli" / "Patient.ndjson"
-    ).read_text().splitlines()
+    expected = (tmp_path / "cli" / "Patient.ndjson").read_text().splitlines()
+    assert [row["value"] for row in rows[:-1]] == [*expected, expected[0]]
     assert rows[-1]["value"] is None and rows[-1]["value_fault"] == "unknown_resource_type"
     assert all(row["value_fault"] is None for row in rows[:-1])
 
