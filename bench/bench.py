@@ -64,6 +64,16 @@ def _suffix_references(value, suffix: str):
     return value
 
 
+def input_arguments(description: str | None, size_mb: int) -> argparse.ArgumentParser:
+    """The benchmarks' common arguments: the export to build inputs from, and their size."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "synthea-export")
+    parser.add_argument("--size-mb", type=int, default=size_mb, help="build an input of about this size")
+    return parser
+
+
 def build_input(source: Path, target: Path, size_mb: int) -> None:
     """Copies of every source file's lines, with ids and references suffixed per copy, until the
     folder holds about `size_mb` MB (files keep their names; each grows)."""
@@ -307,13 +317,7 @@ def profile(folder: Path, limit_mb: int = 15) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "synthea-export")
-    parser.add_argument(
-        "--size-mb", type=int, default=0, help="build an input of about this size (0: source)"
-    )
+    parser = input_arguments(__doc__, 0)  # 0: the source as it is
     parser.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-python", action="store_true", help="leave out the Python engine's pass")

@@ -10,7 +10,6 @@ Needs Azurite (`.ci/run` installs it into .ci/azurite).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 
-from bench.bench import KEYS, build_input, command_line  # noqa: E402
+from bench.bench import KEYS, build_input, command_line, input_arguments  # noqa: E402
 from tests.azurite import running_azurite  # noqa: E402
 
 BLOB = "2026-11-24T000000-bench/Export-1-1.ndjson"
@@ -35,12 +34,7 @@ def _one_file(folder: Path, target: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "synthea-export")
-    parser.add_argument("--size-mb", type=int, default=100)
-    args = parser.parse_args()
+    args = input_arguments(__doc__, 100).parse_args()
     with tempfile.TemporaryDirectory(prefix="fhir-bench-azure-") as scratch:
         scratch_path = Path(scratch)
         print(f"building a {args.size_mb} MB export file ...", flush=True)

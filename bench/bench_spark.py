@@ -10,7 +10,6 @@ includes Python's start-up.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench import KEYS, build_input  # noqa: E402
+from bench import KEYS, build_input, input_arguments  # noqa: E402
 
 SPARK_JOB = """
 import json, os, sys, time
@@ -69,12 +68,7 @@ def cli_run(source: Path, target: Path, workers: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "synthea-export")
-    parser.add_argument("--size-mb", type=int, default=500)
-    args = parser.parse_args()
+    args = input_arguments(__doc__, 500).parse_args()
     with tempfile.TemporaryDirectory(prefix="fhir-bench-spark-") as scratch:
         folder = Path(scratch) / "input"
         print(f"building a {args.size_mb} MB input from {args.source} ...", flush=True)
