@@ -32,7 +32,7 @@ from anonymizer.settings import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DROPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-SUBCOMMANDS = ("demo", "validate", "watch", "verify", "share", "spark")
+SUBCOMMANDS = ("demo", "validate", "watch", "verify", "share", "spark", "export")
 PROG = "fhir-anonymize"
 log = logging.getLogger("anonymizer")
 
@@ -461,6 +461,75 @@ def cmd_watch(argv: list[str]) -> int:
     return watch(once=args.once, interval=args.interval, blob=args.blob)
 
 
+def cmd_export(argv: list[str]) -> int:
+    p = _Parser(
+        prog=f"{PROG} export",
+        description="Start a FHIR bulk export ($export) and record it as a job in the destination "
+        "container (settings from the environment: AzureWebJobsStorage, ANONYMIZER_*). Exit status 1 "
+        "when the server refuses or fails the export.",
+    )
+    p.add_argument("--fhir-url", required=True, help="the FHIR server's base URL")
+    p.add_argument("--type", help="resource types, comma-separated (_type)")
+    p.add_argument(
+        "--since", help="an instant (_since), or 'last': the last complete export's transactionTime"
+    )
+    p.add_argument("--type-filter", help="_typeFilter")
+    level = p.add_mutually_exclusive_group()
+    level.add_argument("--group", help="export a Group (Group/ID/$export)")
+    level.add_argument("--patient", action="store_true", help="Patient/$export (the Patient compartment)")
+    p.add_argument("--container", help="_container: the container the FHIR service writes into")
+    p.add_argument("--wait", action="store_true", help="follow the export to its manifest")
+    p.add_argument("--cancel", metavar="JOB", help="cancel a recorded job (DELETE on its status URL)")
+    p.add_argument(
+        "--auth",
+        choices=("azure", "none"),
+        default="azure",
+        help="bearer token from azure-identity (default), or none for open test servers",
+    )
+    p.add_argument("--json", action="store_true", help="print the job record as JSON")
+    args = p.parse_args(argv)
+    _setup_logging(False, False)
+    from anonymizer.azure import clients, export
+    from anonymizer.azure.settings import Settings
+
+    settings = Settings.from_env()
+    records = export.JobRecords(
+        clients.blob_service(settings).get_container_client(settings.destination_container)
+    )
+    token = export.azure_token(args.fhir_url) if args.auth == "azure" else (lambda: None)
+    client = export.BulkExport(token, say=lambda text: print(text, file=sys.stderr))
+    try:
+        if args.cancel:
+            record = export.cancel_export(client, records, args.cancel)
+        else:
+            since = args.since
+            if since == "last":
+                since = records.last_transaction_time(args.fhir_url)
+                print(f"since: {since or 'the beginning (no complete export recorded)'}", file=sys.stderr)
+            request = export.ExportRequest(
+                args.fhir_url,
+                types=[t.strip() for t in (args.type or "").split(",") if t.strip()],
+                since=since,
+                type_filter=args.type_filter,
+                group=args.group,
+                patient=args.patient,
+                container=args.container,
+            )
+            say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+            record = export.run_export(client, records, request, wait=args.wait, say=say)
+    except export.ExportFailed as exc:
+        print(f"{PROG} export: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    described = export.describe(record)
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        print(f"{record.id}: {record.status}" + (f" ({record.outcome})" if record.outcome else ""))
+        for item in described["files"]:
+            print(f"  {item['type']}: {item['url']}")
+    return EXIT_OK
+
+
 HANDLERS: dict[str, Any] = {
     "demo": cmd_demo,
     "validate": cmd_validate,
@@ -468,6 +537,7 @@ HANDLERS: dict[str, Any] = {
     "verify": cmd_verify,
     "share": cmd_share,
     "spark": cmd_spark,
+    "export": cmd_export,
 }
 
 
