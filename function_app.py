@@ -5,6 +5,7 @@ held in memory) and `anonymizer.azure.handler` does the rest. Settings: docs/con
 """
 
 # No `from __future__ import annotations`: the worker reads the real annotation (the SDK type).
+import logging
 import os
 
 import azure.functions as func
@@ -30,3 +31,24 @@ def anonymize_export(client: blobext.BlobClient) -> None:
     if _handler is None:  # one handler (clients, compiled engine) per worker process
         _handler = Handler()
     _handler.handle(client)
+
+
+# The timer that starts and follows `$export` (anonymizer.azure.export.tick): only when a schedule
+# is set (an NCRONTAB expression, e.g. "0 */15 * * * *"), with ANONYMIZER_EXPORT_FHIR_URL.
+EXPORT_SCHEDULE = os.environ.get("ANONYMIZER_EXPORT_SCHEDULE") or ""
+
+if EXPORT_SCHEDULE:
+
+    @app.function_name("export_and_follow")
+    @app.timer_trigger(arg_name="timer", schedule="%ANONYMIZER_EXPORT_SCHEDULE%", run_on_startup=False)
+    def export_and_follow(timer: func.TimerRequest) -> None:
+        from anonymizer.azure import export
+
+        global _handler
+        if _handler is None:
+            _handler = Handler()
+        settings = _handler.settings
+        records = export.JobRecords(_handler.destination)
+        url = settings.export_fhir_url or ""
+        client = export.BulkExport(export.azure_token(url) if url else (lambda: None), say=logging.info)
+        export.tick(settings, records, client, _handler, logging.info)

@@ -32,7 +32,7 @@ from anonymizer.settings import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DROPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-SUBCOMMANDS = ("demo", "validate", "watch", "verify", "share", "spark", "export")
+SUBCOMMANDS = ("demo", "validate", "watch", "verify", "share", "spark", "export", "status")
 PROG = "fhir-anonymize"
 log = logging.getLogger("anonymizer")
 
@@ -517,10 +517,15 @@ def cmd_export(argv: list[str]) -> int:
             )
             say = lambda text: print(text, file=sys.stderr)  # noqa: E731
             record = export.run_export(client, records, request, wait=args.wait, say=say)
+            if args.wait:  # the manifest says the files are final: finish each
+                from anonymizer.azure.handler import Handler
+
+                export.finish_files(record, records, Handler(settings), say)
     except export.ExportFailed as exc:
         print(f"{PROG} export: {exc}", file=sys.stderr)
         return EXIT_FAILED
     described = export.describe(record)
+    described["files"] = [{**f, **record.files.get(_name_of(f, settings), {})} for f in described["files"]]
     if args.json:
         print(json.dumps(described, indent=2))
     else:
@@ -528,6 +533,51 @@ def cmd_export(argv: list[str]) -> int:
         for item in described["files"]:
             print(f"  {item['type']}: {item['url']}")
     return EXIT_OK
+
+
+def _name_of(item: dict, settings: Any) -> str:
+    from anonymizer.azure.export import blob_name_in
+
+    return blob_name_in(str(item.get("url", "")), settings.source_container) or ""
+
+
+def cmd_status(argv: list[str]) -> int:
+    p = _Parser(
+        prog=f"{PROG} status",
+        description="Where every file of the recorded exports stands (from the job records and the "
+        "destination's metadata): complete, partial, failed or pending, with sizes, lines and faults. "
+        "Exit status 1 when a file failed.",
+    )
+    p.add_argument("--job", help="one job (its id); default: every recorded job")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    args = p.parse_args(argv)
+    _setup_logging(False, False)
+    from anonymizer.azure import clients, export
+    from anonymizer.azure.settings import Settings
+
+    settings = Settings.from_env()
+    service = clients.blob_service(settings)
+    records = export.JobRecords(service.get_container_client(settings.destination_container))
+    jobs = [records.load(args.job)] if args.job else records.all()
+    report = [export.job_status(record, settings, service) for record in jobs]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for job in report:
+            totals = job["totals"]
+            print(f"{job['id']}: {job['status']}" + (f" ({job['progress']})" if job["progress"] else ""))
+            for f in job["files"]:
+                faults = ", ".join(f"{k} {n}" for k, n in f["faults"].items()) or "no faults"
+                print(
+                    f"  {f['file']}: {f['state']}, {f['lines'] or 0} line(s), {f['bytes'] or 0} of "
+                    f"{f['source_bytes'] or 0} bytes, {faults}"
+                )
+            states = ", ".join(
+                f"{totals.get(s, 0)} {s}" for s in ("complete", "partial", "failed", "pending")
+            )
+            print(f"  total: {totals['files']} file(s) ({states}), {totals['lines']} line(s)")
+    failed = any(f["state"] == "failed" for job in report for f in job["files"])
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 HANDLERS: dict[str, Any] = {
@@ -538,6 +588,7 @@ HANDLERS: dict[str, Any] = {
     "share": cmd_share,
     "spark": cmd_spark,
     "export": cmd_export,
+    "status": cmd_status,
 }
 
 

@@ -163,10 +163,10 @@ def test_watch_once_goes_on_after_a_blob_that_raises(azure_env, monkeypatch, cap
         _source(azure_env).upload_blob(name, _observation(1) + b"\n")
     real = growing.process
 
-    def process(source, destination, engine_for, settings):
+    def process(source, destination, engine_for, settings, **options):
         if source.blob_name == names[1]:
             raise ServiceRequestError("the storage account could not be reached")
-        return real(source, destination, engine_for, settings)
+        return real(source, destination, engine_for, settings, **options)
 
     monkeypatch.setattr(growing, "process", process)
     assert main(["watch", "--once"]) == 1

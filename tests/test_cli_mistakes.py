@@ -40,7 +40,7 @@ MISTAKES = [
     (["valdate", "-c", "x.json"], ["unknown command 'valdate'", "did you mean 'validate'?"]),
     (
         ["anonymise", "-i", "a"],
-        ["unknown command 'anonymise'", "demo, validate, watch, verify, share, spark, export"],
+        ["unknown command 'anonymise'", "demo, validate, watch, verify, share, spark, export, status"],
     ),
     (["-o", "out"], ["the following arguments are required: -i/--inputFolder"]),
     (["-i", "{source}", "-o", "{tmp}/out", "--workers", "0"], ["--workers", "must be at least 1"]),

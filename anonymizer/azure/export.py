@@ -24,8 +24,12 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from anonymizer.azure.growing import unpack_counts
+from anonymizer.azure.settings import Settings
 
 RECORDS = "_exports/"
 MAX_RETRIES = 5  # 429 and 5xx: 1, 2, 4, 8, 16 s unless Retry-After says otherwise
@@ -75,6 +79,8 @@ class JobRecord:
     transaction_time: str | None = None
     manifest: dict | None = None
     outcome: str | None = None
+    # Per manifest file (its blob name in the source container): what the handler made of it.
+    files: dict[str, dict] = field(default_factory=dict)
 
     @property
     def blob_name(self) -> str:
@@ -209,7 +215,7 @@ class JobRecords:
         record = JobRecord(
             id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
             request=asdict(request),
-            kicked_off=datetime.now(UTC).isoformat(timespec="seconds"),
+            kicked_off=datetime.now(UTC).isoformat(timespec="microseconds"),  # orders the jobs
             status_url=status_url,
         )
         self.save(record)
@@ -304,3 +310,129 @@ def describe(record: JobRecord) -> dict[str, Any]:
         "outcome": record.outcome,
         "files": files,
     }
+
+
+# -- finishing an export's files -----------------------------------------------------------------------
+def blob_name_in(url: str, container: str) -> str | None:
+    """The blob name of a manifest URL inside `container` (Azure's `https://<account>.blob.../
+    <container>/<name>`, Azurite's `http://host:port/<account>/<container>/<name>`), or None."""
+    parts = urllib.parse.unquote(urllib.parse.urlsplit(url).path).lstrip("/").split("/")
+    if container not in parts:
+        return None
+    name = "/".join(parts[parts.index(container) + 1 :])
+    return name or None
+
+
+def finish_files(record: JobRecord, records: JobRecords, handler: Any, say: Say) -> None:
+    """The manifest says its files are final: the handler finishes each (a held-back unterminated
+    tail is read now, as a fault if it is not a resource), and the record says how each ended.
+    With ANONYMIZER_DELETE_SOURCE_AFTER_COMPLETE, a source file whose destination is complete
+    and holds as many lines as the source is removed."""
+    settings = handler.settings
+    source = handler.blob_service.get_container_client(settings.source_container)
+    for item in (record.manifest or {}).get("output") or []:
+        name = blob_name_in(str(item.get("url", "")), settings.source_container)
+        if name is None:
+            say(f"export {record.id}: {item.get('type')} is not in {settings.source_container}; left alone")
+            continue
+        blob = source.get_blob_client(name)
+        message = handler.handle(blob, final=True) or {}
+        state = file_state(settings, handler.blob_service, name)
+        if message.get("status") == "failed":
+            state["state"] = "failed"
+        entry = {"type": item.get("type"), "message": message.get("status"), **state}
+        if settings.delete_source_after_complete and state["state"] == "complete":
+            entry["source_deleted"] = _delete_if_counted(blob, state["lines"])
+        record.files[name] = entry
+        say(f"export {record.id}: {name}: {state['state']}")
+    records.save(record)
+
+
+def file_state(settings: Settings, service: BlobServiceClient, name: str) -> dict[str, Any]:
+    """Where one source file stands, from the destination's metadata (docs/contract.md section 8):
+    complete, partial, or pending (no destination yet); its source and anonymized bytes, the
+    lines read and the faults by kind."""
+    destination = service.get_container_client(settings.destination_container)
+    source = service.get_container_client(settings.source_container)
+    out: dict[str, Any] = {"source_bytes": None, "bytes": None, "lines": None, "faults": {}}
+    with contextlib.suppress(ResourceNotFoundError):
+        out["source_bytes"] = source.get_blob_client(name).get_blob_properties().size
+    try:
+        properties = destination.get_blob_client(settings.destination_name(name)).get_blob_properties()
+    except ResourceNotFoundError:
+        return {**out, "state": "pending"}
+    metadata = {k.lower(): v for k, v in (properties.metadata or {}).items()}
+    out["bytes"] = properties.size
+    out["lines"] = max(int(metadata.get("anon_next_line") or 1) - 1, 0)
+    out["faults"] = unpack_counts(metadata.get("anon_fault_counts", ""))
+    return {**out, "state": "complete" if metadata.get("anon_status") == "complete" else "partial"}
+
+
+def _delete_if_counted(blob: Any, lines: int) -> bool:
+    """Remove the source when it has exactly the destination's line count (read again, streamed),
+    and only the version that was counted (its etag)."""
+    properties = blob.get_blob_properties()
+    count, last = 0, b"\n"
+    for chunk in blob.download_blob(
+        etag=properties.etag, match_condition=MatchConditions.IfNotModified
+    ).chunks():
+        count += chunk.count(b"\n")
+        last = chunk[-1:] or last
+    count += last != b"\n"
+    if count != lines:
+        return False
+    blob.delete_blob(etag=properties.etag, match_condition=MatchConditions.IfNotModified)
+    return True
+
+
+# -- where every file stands -----------------------------------------------------------------------------
+def job_status(record: JobRecord, settings: Settings, service: BlobServiceClient) -> dict[str, Any]:
+    """A job and each file of its manifest: complete, partial, failed or pending, with sizes,
+    lines and faults by kind, and totals."""
+    files = []
+    for item in (record.manifest or {}).get("output") or []:
+        name = blob_name_in(str(item.get("url", "")), settings.source_container)
+        if name is None:
+            continue
+        state = file_state(settings, service, name)
+        if (record.files.get(name) or {}).get("message") == "failed":
+            state["state"] = "failed"
+        files.append({"file": name, "type": item.get("type"), **state})
+    totals: dict[str, Any] = {"files": len(files), "lines": 0, "source_bytes": 0, "bytes": 0, "faults": {}}
+    for entry in files:
+        totals[entry["state"]] = totals.get(entry["state"], 0) + 1
+        for key in ("lines", "source_bytes", "bytes"):
+            totals[key] += entry[key] or 0
+        for kind, n in entry["faults"].items():
+            totals["faults"][kind] = totals["faults"].get(kind, 0) + n
+    return {**describe(record), "files": files, "totals": totals}
+
+
+def tick(settings: Settings, records: JobRecords, client: BulkExport, handler: Any, say: Say) -> None:
+    """One run of the timer (function_app.py): follow the jobs in progress one poll each, finishing
+    the files of those that completed; then, with none in progress, start the next export of
+    ANONYMIZER_EXPORT_FHIR_URL since the last complete one (each export is incremental)."""
+    running = [r for r in records.all() if r.status == "in-progress"]
+    for record in running:
+        try:
+            progress, manifest = client.poll(record.status_url)
+        except ExportFailed as exc:
+            record.status, record.outcome = "failed", str(exc)
+            records.save(record)
+            continue
+        if manifest is None:
+            record.progress = progress
+            records.save(record)
+            continue
+        record.status, record.manifest = "complete", manifest
+        record.transaction_time = manifest.get("transactionTime")
+        records.save(record)
+        finish_files(record, records, handler, say)
+    if settings.export_fhir_url and not any(r.status == "in-progress" for r in running):
+        request = ExportRequest(
+            settings.export_fhir_url,
+            types=[t.strip() for t in (settings.export_types or "").split(",") if t.strip()],
+            since=records.last_transaction_time(settings.export_fhir_url),
+            container=settings.source_container,
+        )
+        run_export(client, records, request, wait=False, say=say)

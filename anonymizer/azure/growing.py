@@ -178,10 +178,14 @@ def process(
     destination: BlobClient,
     engine_for: Callable[[date | None], Engine],
     settings: Settings,
+    *,
+    final: bool = False,
 ) -> Outcome:
+    """`final`: the source will not grow again (an export's manifest lists it), so an
+    unterminated last line is read as a line now (a fault if it is not a resource)."""
     for attempt in range(MAX_ATTEMPTS):
         try:
-            return _attempt(source, destination, engine_for, settings)
+            return _attempt(source, destination, engine_for, settings, final)
         except Conflict:
             log.info("destination advanced by another run; starting over (attempt %d)", attempt + 1)
     raise Contention("the destination kept changing under this run; the host will retry it")
@@ -195,6 +199,7 @@ class Resume:
     next_line: int = 1
     open_line: str | None = None  # the source ended inside a line already counted (stream.py)
     faults: dict[str, Fault] = field(default_factory=dict)  # from checkpoints no message reported
+    fault_counts: dict[str, int] = field(default_factory=dict)  # of the destination so far, by kind
 
 
 def _resume_point(metadata: dict[str, str]) -> Resume:
@@ -208,7 +213,23 @@ def _resume_point(metadata: dict[str, str]) -> Resume:
         raise Malformed("offset, line number or open line")
     if len(metadata.get("anon_tail_sha256", "")) != 64:
         raise Malformed("tail hash")
-    return Resume(offset, next_line, open_line, unpack_faults(metadata.get("anon_faults", "")))
+    faults = unpack_faults(metadata.get("anon_faults", ""))
+    return Resume(offset, next_line, open_line, faults, unpack_counts(metadata.get("anon_fault_counts", "")))
+
+
+def pack_counts(counts: dict[str, int]) -> str:
+    """Fault counts by kind as metadata: `kind=count,...` (what `status` shows per file)."""
+    return ",".join(f"{kind}={n}" for kind, n in sorted(counts.items()) if n)
+
+
+def unpack_counts(text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in filter(None, text.split(",")):
+        kind, _, n = item.partition("=")
+        if not kind.isidentifier() or not n.isdigit():
+            raise Malformed("fault counts")
+        counts[kind] = int(n)
+    return counts
 
 
 def pack_faults(faults: dict[str, Fault]) -> str:
@@ -242,6 +263,7 @@ def _attempt(
     destination: BlobClient,
     engine_for: Callable[[date | None], Engine],
     settings: Settings,
+    final: bool = False,
 ) -> Outcome:
     # 1. What the destination covers, and under which configuration.
     try:
@@ -292,7 +314,7 @@ def _attempt(
             log.info("source rewritten, not appended: reprocessing from the start")
             resume, committed = Resume(), []
     sink = BlobSink(destination, committed, destination_etag)
-    return _stream(source, sink, engine, settings, source_etag, size, resume)
+    return _stream(source, sink, engine, settings, source_etag, size, resume, final)
 
 
 def _recorded_date(metadata: dict[str, str]) -> date | None:
@@ -314,6 +336,7 @@ def _stream(
     source_etag: str,
     size: int,
     resume: Resume,
+    final: bool = False,
 ) -> Outcome:
     offset, next_line = resume.offset, resume.next_line
     # 4. Stream from the offset, pinned to the source etag.
@@ -348,6 +371,7 @@ def _stream(
         file=name,
         continues=resume.open_line,
         threads=settings.threads,
+        input_complete=final,
     )
     # Faults of checkpoints whose run sent no message (it was killed) are this run's to report.
     carried = Summary()
@@ -381,7 +405,14 @@ def _stream(
             # message does, so it carries none.
             "anon_faults": pending_faults() if checkpoint else "",
             "anon_open_line": "" if checkpoint else run.open_line or "",
+            "anon_fault_counts": pack_counts(fault_counts()),
         }
+
+    def fault_counts() -> dict[str, int]:
+        counts = dict(resume.fault_counts)
+        for kind, fault in run.summary.faults.items():
+            counts[kind] = counts.get(kind, 0) + fault.count
+        return counts
 
     try:
         for data in run:

@@ -83,11 +83,12 @@ class Handler:
         return engine
 
     # -- one blob --------------------------------------------------------------------------------
-    def handle(self, source: BlobClient) -> dict[str, Any] | None:
+    def handle(self, source: BlobClient, *, final: bool = False) -> dict[str, Any] | None:
         """Process one source blob and report it on the queue. Every failure a retry would meet
         again (bad data under `fail`, a configuration or settings error, an unsafe name, an
         unexpected error) is reported with status `failed`; only storage errors raise, so that
-        the host retries."""
+        the host retries. `final`: the blob is complete (an export's manifest lists it): a
+        held-back unterminated last line is read now."""
         name = source.blob_name
         if not name.endswith(".ndjson"):
             log.info("skipped %s: not an .ndjson file", name)
@@ -103,7 +104,7 @@ class Handler:
             check_name(name, "source")
             check_name(destination_name, "destination")
             destination = self.destination.get_blob_client(destination_name)
-            outcome = growing.process(source, destination, self.engine_for, self.settings)
+            outcome = growing.process(source, destination, self.engine_for, self.settings, final=final)
             message = self._message(
                 outcome.summary.to_dict(status=outcome.status, engine=outcome.engine),
                 source,

@@ -35,6 +35,11 @@ class Settings:
     queue_service_uri: str | None = None
     credential: str | None = None
     client_id: str | None = None
+    # Remove a source file once its destination is complete and its line count checked (README).
+    delete_source_after_complete: bool = False
+    # The timer's exports (function_app.py): the FHIR server, types, schedule (off when empty).
+    export_fhir_url: str | None = None
+    export_types: str | None = None
 
     # The run's settings, read where the growing-blob protocol needs them.
     @property
@@ -96,6 +101,9 @@ class Settings:
             queue_service_uri=env.get(f"{CONNECTION}__queueServiceUri") or None,
             credential=env.get(f"{CONNECTION}__credential") or None,
             client_id=env.get(f"{CONNECTION}__clientId") or None,
+            delete_source_after_complete=_flag(env, "ANONYMIZER_DELETE_SOURCE_AFTER_COMPLETE"),
+            export_fhir_url=env.get("ANONYMIZER_EXPORT_FHIR_URL") or None,
+            export_types=env.get("ANONYMIZER_EXPORT_TYPES") or None,
         )
         settings.check_connection()
         return settings
@@ -124,3 +132,12 @@ def _check_containers(source: str, destination: str) -> None:
             "ANONYMIZER_DESTINATION_CONTAINER must differ from ANONYMIZER_SOURCE_CONTAINER "
             f"({source!r}): the output would trigger the function again"
         )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be true or false, not {value!r}")
