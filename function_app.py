@@ -1,4 +1,5 @@
-"""Azure Functions app (Python v2 programming model): one blob-triggered function.
+"""Azure Functions app (Python v2 programming model): a blob-triggered function, and a timer that
+starts and follows `$export` when ANONYMIZER_EXPORT_SCHEDULE is set.
 
 Thin on purpose: the trigger hands over an SDK BlobClient (so multi-GB exports are streamed, never
 held in memory) and `anonymizer.azure.handler` does the rest. Settings: docs/contract.md section 5.
