@@ -489,13 +489,9 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print the job record as JSON")
     args = p.parse_args(argv)
     _setup_logging(False, False)
-    from anonymizer.azure import clients, export
-    from anonymizer.azure.settings import Settings
+    from anonymizer.azure import export
 
-    settings = Settings.from_env()
-    records = export.JobRecords(
-        clients.blob_service(settings).get_container_client(settings.destination_container)
-    )
+    settings, _, records = _job_records()
     token = export.azure_token(args.fhir_url) if args.auth == "azure" else (lambda: None)
     client = export.BulkExport(token, say=lambda text: print(text, file=sys.stderr))
     try:
@@ -535,6 +531,16 @@ def cmd_export(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _job_records() -> tuple[Any, Any, Any]:
+    """The storage settings, the blob service and the export job records (the Azure SDK only here)."""
+    from anonymizer.azure import clients, export
+    from anonymizer.azure.settings import Settings
+
+    settings = Settings.from_env()
+    service = clients.blob_service(settings)
+    return settings, service, export.JobRecords(service.get_container_client(settings.destination_container))
+
+
 def _name_of(item: dict, settings: Any) -> str:
     from anonymizer.azure.export import blob_name_in
 
@@ -552,12 +558,9 @@ def cmd_status(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print as JSON")
     args = p.parse_args(argv)
     _setup_logging(False, False)
-    from anonymizer.azure import clients, export
-    from anonymizer.azure.settings import Settings
+    from anonymizer.azure import export
 
-    settings = Settings.from_env()
-    service = clients.blob_service(settings)
-    records = export.JobRecords(service.get_container_client(settings.destination_container))
+    settings, service, records = _job_records()
     jobs = [records.load(args.job)] if args.job else records.all()
     report = [export.job_status(record, settings, service) for record in jobs]
     if args.json:
