@@ -30,7 +30,7 @@ from typing import Any
 from anonymizer import jsonio
 from anonymizer.engine import Context, Engine, check_resource_type, parse_document
 from anonymizer.errors import ConfigurationError, InvalidInputError, ProcessingError
-from anonymizer.lines import file_chunks
+from anonymizer.lines import counted, file_chunks
 from anonymizer.stream import DEFAULT_MAX_LINE_BYTES, LineFault, anonymize_stream
 from anonymizer.summary import Summary
 
@@ -126,10 +126,7 @@ def input_files(source: Path, *, bulk: bool, recursive: bool) -> list[Path]:
 def read_chunks(
     path: Path, start: int = 0, end: int | None = None, progress: Callable[[int], None] | None = None
 ) -> Iterator[bytes]:
-    for chunk in file_chunks(path, start, end):
-        if progress is not None:
-            progress(len(chunk))
-        yield chunk
+    return counted(file_chunks(path, start, end), progress)
 
 
 # -- temporary files ---------------------------------------------------------------------------------

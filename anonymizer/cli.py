@@ -520,8 +520,7 @@ def cmd_export(argv: list[str]) -> int:
     except export.ExportFailed as exc:
         print(f"{PROG} export: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    described = export.describe(record)
-    described["files"] = [{**f, **record.files.get(_name_of(f, settings), {})} for f in described["files"]]
+    described = export.describe(record, settings.source_container)
     if args.json:
         print(json.dumps(described, indent=2))
     else:
@@ -539,12 +538,6 @@ def _job_records() -> tuple[Any, Any, Any]:
     settings = Settings.from_env()
     service = clients.blob_service(settings)
     return settings, service, export.JobRecords(service.get_container_client(settings.destination_container))
-
-
-def _name_of(item: dict, settings: Any) -> str:
-    from anonymizer.azure.export import blob_name_in
-
-    return blob_name_in(str(item.get("url", "")), settings.source_container) or ""
 
 
 def cmd_status(argv: list[str]) -> int:

@@ -239,6 +239,14 @@ def documents(chunks: Iterable[bytes], file: str) -> Iterator[Document]:
             yield file, number, document
 
 
+def counted(chunks: Iterable[bytes], progress: Callable[[int], None] | None) -> Iterator[bytes]:
+    """`chunks`, each reported to `progress` (bytes) as it passes."""
+    for chunk in chunks:
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
+
+
 def file_chunks(path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
     """A file's bytes from `start` to `end`, in chunks."""
     with path.open("rb") as handle:

@@ -136,10 +136,11 @@ def pack(numbered: list[tuple[int, Task]], slots: int) -> list[list[tuple[int, T
     """The tasks in `slots` groups of about equal bytes: largest first, each to the lightest."""
     groups: list[list[tuple[int, Task]]] = [[] for _ in range(slots)]
     loads = [(0, n) for n in range(slots)]
-    for item in sorted(numbered, key=lambda item: -task_bytes(item[1])):
+    sized = sorted(((task_bytes(task), number, task) for number, task in numbered), key=lambda s: -s[0])
+    for size, number, task in sized:
         load, n = heapq.heappop(loads)
-        groups[n].append(item)
-        heapq.heappush(loads, (load + task_bytes(item[1]), n))
+        groups[n].append((number, task))
+        heapq.heappush(loads, (load + size, n))
     return [group for group in groups if group]
 
 

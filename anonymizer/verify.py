@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from anonymizer.labels import LABELS
-from anonymizer.lines import Document, documents, file_chunks
+from anonymizer.lines import Document, counted, documents, file_chunks
 
 SUBJECT_TYPES = ("Patient", "RelatedPerson", "Person")
 NON_SUBJECT_TYPES = ("Organization", "Practitioner", "Location", "PractitionerRole")
@@ -95,13 +95,6 @@ def read_folder(folder: Path, progress: Progress | None = None) -> Iterator[Docu
             yield str(path.relative_to(folder)), 1, document
 
 
-def counted(chunks: Iterable[bytes], progress: Progress | None) -> Iterator[bytes]:
-    for chunk in chunks:
-        if progress is not None:
-            progress(len(chunk))
-        yield chunk
-
-
 def identity_from_summary(summary: dict) -> dict[str, str]:
     """The run identity in a run summary (docs/contract.md section 6: `fhir-anonymize --summary`)."""
     config: dict = summary.get("config") or {}
@@ -158,9 +151,7 @@ def _element_values(resource: dict) -> tuple[set[str], dict[str, list[Any]]]:
         elif path:
             values[path].append(value)
 
-    for key, value in resource.items():
-        if key != "resourceType":
-            visit({key: value}, "")
+    visit({key: value for key, value in resource.items() if key != "resourceType"}, "")
     return found, values
 
 
@@ -383,11 +374,9 @@ class Report:
         small = [n for n in (classes or self.classes).values() if n < self.threshold]
         return len(small), sum(small)
 
-    def k_ok(self) -> bool:
-        return self.min_k == 0 or self.k is None or self.k >= self.min_k
-
     def passed(self) -> bool:
-        return not self.findings and self.k_ok()
+        k_ok = self.min_k == 0 or self.k is None or self.k >= self.min_k
+        return not self.findings and k_ok
 
     def small_population(self) -> bool:
         """Classes average fewer patients than k: the population is too small for k with these
@@ -535,10 +524,6 @@ class Report:
                 "drivers": self.risk_drivers(),
             },
         }
-
-
-class Mismatch(ValueError):
-    """SOURCE and DEST do not look like an export and its de-identified output."""
 
 
 def mismatch(report: Report) -> str | None:

@@ -137,27 +137,26 @@ class BulkExport:
             )
         return location
 
-    def poll(self, status_url: str) -> tuple[str | None, dict | None]:
-        """(progress, None) while the export runs, (None, manifest) once it is complete."""
+    def poll(self, status_url: str) -> tuple[str | None, dict | None, float]:
+        """(progress, None, seconds to wait) while the export runs, (None, manifest, 0) once it
+        is complete; the wait is Retry-After's, else 10 s."""
         status, headers, body = self._call("GET", status_url)
         if status == 202:
-            return headers.get("X-Progress") or "in progress", None
+            wait = retry_after(headers.get("Retry-After"), default=10.0)
+            return headers.get("X-Progress") or "in progress", None, wait
         if status == 200:
-            return None, json.loads(body)
+            return None, json.loads(body), 0.0
         raise ExportFailed(f"status: unexpected {status} {outcome_text(body)}")
 
     def wait(self, status_url: str, on_progress: Callable[[str], None] | None = None) -> dict:
-        """Poll until the manifest comes, honouring Retry-After (default 10 s between polls)."""
+        """Poll until the manifest comes, honouring Retry-After."""
         while True:
-            status, headers, body = self._call("GET", status_url)
-            if status == 200:
-                return json.loads(body)
-            if status != 202:
-                raise ExportFailed(f"status: unexpected {status} {outcome_text(body)}")
-            progress = headers.get("X-Progress") or "in progress"
-            if on_progress is not None:
+            progress, manifest, wait = self.poll(status_url)
+            if manifest is not None:
+                return manifest
+            if on_progress is not None and progress is not None:
                 on_progress(progress)
-            self.sleep(retry_after(headers.get("Retry-After"), default=10.0))
+            self.sleep(wait)
 
     def cancel(self, status_url: str) -> None:
         status, _, body = self._call("DELETE", status_url)
@@ -280,12 +279,17 @@ def run_export(
         record.status, record.outcome = "failed", str(exc)
         records.save(record)
         raise
+    completed(record, manifest)
+    records.save(record)
+    return record
+
+
+def completed(record: JobRecord, manifest: dict) -> None:
+    """The record of a job whose manifest came."""
     record.status, record.manifest = "complete", manifest
     record.transaction_time = manifest.get("transactionTime")
     errors = manifest.get("error") or []
     record.outcome = f"{len(manifest.get('output') or [])} file(s), {len(errors)} error file(s)"
-    records.save(record)
-    return record
 
 
 def cancel_export(client: BulkExport, records: JobRecords, job_id: str) -> JobRecord:
@@ -296,12 +300,14 @@ def cancel_export(client: BulkExport, records: JobRecords, job_id: str) -> JobRe
     return record
 
 
-def describe(record: JobRecord) -> dict[str, Any]:
-    """A job record for printing: what was asked, where it stands, the files of its manifest."""
-    files = [
-        {"type": item.get("type"), "url": item.get("url"), "count": item.get("count")}
-        for item in (record.manifest or {}).get("output") or []
-    ]
+def describe(record: JobRecord, container: str) -> dict[str, Any]:
+    """A job record for printing: what was asked, where it stands, the files of its manifest with
+    what the handler made of those in `container` (the source container)."""
+    files = []
+    for item in (record.manifest or {}).get("output") or []:
+        name = blob_name_in(str(item.get("url", "")), container)
+        entry = {"type": item.get("type"), "url": item.get("url"), "count": item.get("count")}
+        files.append({**entry, **record.files.get(name or "", {})})
     return {
         "id": record.id,
         "status": record.status,
@@ -405,7 +411,7 @@ def job_status(record: JobRecord, settings: Settings, service: BlobServiceClient
             totals[key] += entry[key] or 0
         for kind, n in entry["faults"].items():
             totals["faults"][kind] = totals["faults"].get(kind, 0) + n
-    return {**describe(record), "files": files, "totals": totals}
+    return {**describe(record, settings.source_container), "files": files, "totals": totals}
 
 
 def tick(settings: Settings, records: JobRecords, client: BulkExport, handler: Any, say: Say) -> None:
@@ -415,7 +421,7 @@ def tick(settings: Settings, records: JobRecords, client: BulkExport, handler: A
     running = [r for r in records.all() if r.status == "in-progress"]
     for record in running:
         try:
-            progress, manifest = client.poll(record.status_url)
+            progress, manifest, _ = client.poll(record.status_url)
         except ExportFailed as exc:
             record.status, record.outcome = "failed", str(exc)
             records.save(record)
@@ -424,10 +430,8 @@ def tick(settings: Settings, records: JobRecords, client: BulkExport, handler: A
             record.progress = progress
             records.save(record)
             continue
-        record.status, record.manifest = "complete", manifest
-        record.transaction_time = manifest.get("transactionTime")
-        records.save(record)
-        finish_files(record, records, handler, say)
+        completed(record, manifest)
+        finish_files(record, records, handler, say)  # (saves the record)
     if settings.export_fhir_url and not any(r.status == "in-progress" for r in running):
         request = ExportRequest(
             settings.export_fhir_url,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from anonymizer.azure import clients
-from anonymizer.lines import Document, documents
-from anonymizer.verify import Location, Progress, counted
+from anonymizer.lines import Document, counted, documents
+from anonymizer.verify import Location, Progress
 
 
 def container_location(spec: str) -> Location:

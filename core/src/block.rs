@@ -35,7 +35,7 @@ pub struct Block {
 }
 
 enum Line<'l> {
-    Written(&'l str, [u32; 7]), // the resource type, and the label codes counted (walk::LABEL_CODES)
+    Written(&'l str, walk::LabelCounts), // the resource type, and its labels counted by code
     Fault(&'static str),
     Dropped(String),
     Fallback { missing: bool },
@@ -184,7 +184,7 @@ fn resource_line<'l>(
     let Some(json::Json::Str(type_text)) = value.get("resourceType") else { return Line::Fallback { missing: false } };
     match Walk::resource_line(plan, session, context, out, arena, &value, type_text, root) {
         Ok(meta) => {
-            let codes = meta.map_or([0; 7], |(start, end)| walk::label_codes(&out[start..end], arena));
+            let codes = meta.map_or([0; walk::LABEL_CODES.len()], |(start, end)| walk::label_codes(&out[start..end], arena));
             out.push(b'\n');
             Line::Written(resource_type, codes)
         }

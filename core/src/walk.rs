@@ -97,11 +97,11 @@ pub struct Session {
 
 const CACHE_LIMIT: usize = 1 << 14;
 
-fn remember(cache: &mut FxHashMap<String, String>, key: &str, value: &str) {
+fn remember<K: std::hash::Hash + Eq, V>(cache: &mut FxHashMap<K, V>, key: K, value: V) {
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
     }
-    cache.insert(key.to_string(), value.to_string());
+    cache.insert(key, value);
 }
 
 /// Per top-level resource (methods/base.py ResourceState).
@@ -566,11 +566,7 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
             Some(found) => *found,
             None => {
                 let found = cryptohash::hex(&self.plan.params.hash_mac, text);
-                let hashes = &mut self.session.hashes;
-                if hashes.len() >= CACHE_LIMIT {
-                    hashes.clear();
-                }
-                hashes.insert(text.into(), found);
+                remember(&mut self.session.hashes, text.into(), found);
                 found
             }
         };
@@ -589,8 +585,9 @@ impl<'p, 'a, 's> Walk<'p, 'a, 's> {
             |t| plan.is_resource_type(t),
             |id| self.hash(id).to_string(),
         );
-        remember(&mut self.session.references, reference, &found);
-        self.arena.alloc_str(&found)
+        let written = self.arena.alloc_str(&found);
+        remember(&mut self.session.references, reference.to_string(), found);
+        written
     }
 
     // -- dateShift -----------------------------------------------------------------------------
@@ -1011,6 +1008,9 @@ pub static LABELS: [(u8, &str, &str); 6] = [
 ];
 
 /// The codes the summary counts (labels.py LABELS, GENERALIZED included).
+/// Per label code (LABEL_CODES), how many a resource's labels hold.
+pub type LabelCounts = [u32; LABEL_CODES.len()];
+
 pub const LABEL_CODES: [&str; 7] =
     ["REDACTED", "ABSTRED", "CRYTOHASH", "MASKED", "PERTURBED", "SUBSTITUTED", "GENERALIZED"];
 
@@ -1109,10 +1109,9 @@ fn format_last_updated(value: &str) -> Option<String> {
     Some(text)
 }
 
-/// The codes of a written `meta`'s security labels that the summary counts.
 /// How many of each label code (LABEL_CODES) a written `meta`'s security list holds.
-pub fn label_codes(meta: &[u8], arena: &Bump) -> [u32; 7] {
-    let mut counts = [0; 7];
+pub fn label_codes(meta: &[u8], arena: &Bump) -> LabelCounts {
+    let mut counts = [0; LABEL_CODES.len()];
     if memchr::memmem::find(meta, b"\"security\"").is_none() {
         return counts;
     }
